@@ -1,0 +1,97 @@
+"""The one attention used by every prompted block, coupled (VPT) or decoupled
+(SHIP, METHODS.md 1.6).
+
+Token layout inside a block is ``[instances (CLS + patches), prompts]``: prompts
+are appended after the instance tokens, so instance outputs are the leading
+``num_instances`` rows and no gather/scatter is ever needed.
+
+Everything goes through ``F.scaled_dot_product_attention``; no N x N attention
+matrix is materialised.  The only explicit softmax is the optional CLS row
+(1 x N per head), used by methods that rank patches by CLS attention.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmship.registry import MODELS
+
+
+@MODELS.register_module()
+class PromptAttention(nn.Module):
+    """Attention of instance tokens and prompts over a shared q/k/v.
+
+    Args:
+        decoupled (bool): False: ordinary softmax attention over all tokens
+            (VPT).  True: instance queries get
+            ``(1 - lambda_d) * I2I + lambda_d * I2P`` (two separate softmaxes,
+            over instance keys and over prompt keys), so at ``lambda_d = 0``
+            instances are untouched by prompts.
+        lambda_d (float): weight of the instance-to-prompt branch.
+
+    In decoupled mode prompt queries attend over ``[instances, prompts]``
+    (P2IP) in every block.  The SHIP reference computes P2IP only in its PML
+    block and lets prompts bypass attention elsewhere; attending everywhere
+    costs ``N_p x (N_x + N_p)`` scores per head (small next to ``N_x^2``) and
+    keeps prompts carried inside a group input-aware.
+    """
+
+    def __init__(self, decoupled: bool = False, lambda_d: float = 0.1):
+        super().__init__()
+        if not 0.0 <= lambda_d <= 1.0:
+            raise ValueError(f'lambda_d must lie in [0, 1], got {lambda_d}.')
+        self.decoupled = decoupled
+        self.lambda_d = lambda_d
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, num_instances: int,
+                dropout_p: float = 0.0) -> Tensor:
+        """q, k, v: (B, heads, N, head_dim) with N = num_instances + prompts.
+
+        Returns the attention output in the same layout.
+        """
+        num_prompts = q.shape[2] - num_instances
+        if not self.decoupled or num_prompts == 0:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        q_x, q_p = q.split([num_instances, num_prompts], dim=2)
+        k_x, k_p = k.split([num_instances, num_prompts], dim=2)
+        v_x, v_p = v.split([num_instances, num_prompts], dim=2)
+        i2i = F.scaled_dot_product_attention(q_x, k_x, v_x, dropout_p=dropout_p)
+        i2p = F.scaled_dot_product_attention(q_x, k_p, v_p, dropout_p=dropout_p)
+        p2ip = F.scaled_dot_product_attention(q_p, k, v, dropout_p=dropout_p)
+        return torch.cat([torch.lerp(i2i, i2p, self.lambda_d), p2ip], dim=2)
+
+    def extra_repr(self) -> str:
+        if self.decoupled:
+            return f'decoupled=True, lambda_d={self.lambda_d}'
+        return 'decoupled=False'
+
+
+def cls_attention(q: Tensor, k: Tensor, num_instances: int) -> Tensor:
+    """Softmax attention of the CLS query (token 0) over the patch tokens,
+    averaged over heads: (B, num_instances - 1).
+
+    Computed over instance keys only.  Prompt keys would only rescale every
+    probability by the same factor, so rankings are those of the full row.
+    """
+    scale = q.shape[-1] ** -0.5
+    logits = (q[:, :, :1] * scale) @ k[:, :, :num_instances].transpose(-2, -1)
+    probs = logits.float().softmax(dim=-1).mean(dim=1).squeeze(1)
+    return probs[:, 1:]
+
+
+def top_patch_indices(cls_attn: Tensor, k: int) -> Tensor:
+    """Indices (into the instance tokens, CLS = 0) of the ``k`` patches with
+    the highest CLS attention: (B, k)."""
+    if k > cls_attn.shape[1]:
+        raise ValueError(f'Asked for the top {k} patches of an image that '
+                         f'has {cls_attn.shape[1]} patches.')
+    return cls_attn.topk(k, dim=1).indices + 1
+
+
+def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
+    """x: (B, N, D), index: (B, k) -> (B, k, D)."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+__all__ = ['PromptAttention', 'cls_attention', 'top_patch_indices',
+           'gather_tokens']

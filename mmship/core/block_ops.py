@@ -1,0 +1,88 @@
+"""Views of the hosts' transformer blocks as the four operations a prompted
+block needs: norm1, qkv (with an optional bias delta), the attention residual
+and the FFN residual.  The host's modules and weights are used as they are,
+so checkpoints keep their keys and prompt-free outputs equal the host's.
+"""
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class _BlockOps:
+    """Common part: head split and merge."""
+
+    def __init__(self, layer, num_heads: int):
+        self.layer = layer
+        self.num_heads = num_heads
+
+    def _split_heads(self, qkv: Tensor):
+        B, N, _ = qkv.shape
+        return qkv.view(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4) \
+            .unbind(0)
+
+    @staticmethod
+    def _merge_heads(o: Tensor) -> Tensor:
+        B, H, N, d = o.shape
+        return o.transpose(1, 2).reshape(B, N, H * d)
+
+    @staticmethod
+    def _biased(bias, delta):
+        if delta is None:
+            return bias
+        return delta if bias is None else bias + delta
+
+
+class SegBlockOps(_BlockOps):
+    """mmseg's ``TransformerEncoderLayer`` (mmcv MultiheadAttention around
+    ``nn.MultiheadAttention``, mmcv FFN)."""
+
+    def __init__(self, layer):
+        super().__init__(layer, layer.attn.attn.num_heads)
+
+    @property
+    def attn_drop(self) -> float:
+        return self.layer.attn.attn.dropout
+
+    def norm1(self, x: Tensor) -> Tensor:
+        return self.layer.norm1(x)
+
+    def qkv(self, x: Tensor, bias_delta: Tensor = None):
+        mha = self.layer.attn.attn
+        return self._split_heads(
+            F.linear(x, mha.in_proj_weight,
+                     self._biased(mha.in_proj_bias, bias_delta)))
+
+    def attn_residual(self, x: Tensor, o: Tensor) -> Tensor:
+        attn = self.layer.attn
+        out = attn.attn.out_proj(self._merge_heads(o))
+        return x + attn.dropout_layer(attn.proj_drop(out))
+
+    def ffn_residual(self, x: Tensor) -> Tensor:
+        return self.layer.ffn(self.layer.norm2(x), identity=x)
+
+
+class PretrainBlockOps(_BlockOps):
+    """mmpretrain's ``TransformerEncoderLayer`` (fused qkv Linear, layer
+    scale ``gamma1``/``gamma2`` for DINOv2 / DeiT-3)."""
+
+    def __init__(self, layer):
+        super().__init__(layer, layer.attn.num_heads)
+
+    @property
+    def attn_drop(self) -> float:
+        return self.layer.attn.attn_drop
+
+    def norm1(self, x: Tensor) -> Tensor:
+        return self.layer.ln1(x)
+
+    def qkv(self, x: Tensor, bias_delta: Tensor = None):
+        qkv = self.layer.attn.qkv
+        return self._split_heads(
+            F.linear(x, qkv.weight, self._biased(qkv.bias, bias_delta)))
+
+    def attn_residual(self, x: Tensor, o: Tensor) -> Tensor:
+        attn = self.layer.attn
+        out = attn.proj(self._merge_heads(o))
+        return x + attn.out_drop(attn.gamma1(attn.proj_drop(out)))
+
+    def ffn_residual(self, x: Tensor) -> Tensor:
+        return self.layer.ffn(self.layer.ln2(x), identity=x)

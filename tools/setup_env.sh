@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds mmship's environment in ./.venv (git-ignored), idempotently: a second
+# run only checks pins and takes seconds.  Usage: bash tools/setup_env.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+. "$VENV/bin/activate"
+pipq() { python -m pip install -q --disable-pip-version-check "$@"; }
+
+# setuptools < 82: mmcv's setup.py and mmengine's `mmseg::` config lookup
+# import pkg_resources, which newer setuptools dropped.
+python -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) >= 82)' 2>/dev/null \
+  || pipq "setuptools<82" wheel
+# torch first and pinned, so nothing below can replace it.
+python -c 'import torch, torchvision; assert torch.__version__.startswith("2.11.0") and torchvision.__version__.startswith("0.26.0")' 2>/dev/null \
+  || pipq torch==2.11.0 torchvision==0.26.0
+
+# mmcv 2.1.0 with its compiled ops (mmseg imports them).  Built from source
+# against the installed torch without build isolation (an isolated build has
+# no torch and silently drops the ops); the wheel is cached per torch version.
+if ! python -c 'import mmcv, mmcv._ext; assert mmcv.__version__ == "2.1.0"' 2>/dev/null; then
+  torch_ver=$(python -c 'import torch; print(torch.__version__)')
+  cache=.cache/mmcv-wheels/torch-$torch_ver
+  if ! ls "$cache"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
+    echo "Building mmcv 2.1.0 with ops against torch $torch_ver (about 10 minutes on 2 cores)..."
+    pipq ninja psutil
+    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} python -m pip wheel -q --no-deps \
+      --no-build-isolation --no-cache-dir -w "$cache" mmcv==2.1.0
+  fi
+  pipq --no-deps "$cache"/mmcv-2.1.0-*.whl
+fi
+
+pipq -r requirements.txt
+pipq --no-deps --no-build-isolation -e .
+python -c 'import mmcv._ext, mmseg, mmpretrain, timm, mmship; print("mmship environment ready:", mmship.__version__)'
