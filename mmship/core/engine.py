@@ -51,8 +51,10 @@ class PromptedBackboneMixin:
             num_heads=num_heads, patch_size=patch_size)
         if self.prompter is not None and self.prompter.requires_cls_token \
                 and not self.with_cls_token:
-            raise ValueError(f'{type(self.prompter).__name__} ranks patches '
-                             f'by CLS attention: set with_cls_token=True.')
+            reason = getattr(self.prompter, 'cls_token_reason',
+                             'ranks patches by CLS attention')
+            raise ValueError(f'{type(self.prompter).__name__} {reason}: set '
+                             f'with_cls_token=True.')
         # Plain list: views over the layers, not modules of their own.
         self._block_ops = [block_ops_cls(layer) for layer in self.layers]
         self.freeze_backbone = freeze_backbone

@@ -1,0 +1,3 @@
+# Head-only: frozen backbone, no prompts, the same UperNet as the prompt
+# methods.
+_base_ = ['./_base_camvid_dinov2-s14_upernet.py']

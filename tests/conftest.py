@@ -1,0 +1,39 @@
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def run_tool(args, cwd=REPO, env=None, timeout=300, check=True):
+    """Run a command (a list; 'python' means this interpreter) and return
+    the CompletedProcess, with stdout and stderr merged."""
+    args = [sys.executable if a == 'python' else a for a in args]
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1')
+    full_env.update(env or {})
+    proc = subprocess.run(args, cwd=cwd, env=full_env, timeout=timeout,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{" ".join(args)} exited with '
+                             f'{proc.returncode}:\n{proc.stdout[-6000:]}')
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='session')
+def demo_data(tmp_path_factory):
+    """A small demo set (16 train / 4 val images)."""
+    from mmship.datasets.demo import make_demo_shapes
+    root = str(tmp_path_factory.mktemp('demo_shapes'))
+    make_demo_shapes(root, num_train=16, num_val=4)
+    return root

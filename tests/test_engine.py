@@ -1,0 +1,136 @@
+"""The prompt engine against the hosts it wraps."""
+import pytest
+import torch
+
+from mmship.core import PromptAttention
+from tiny import DINO_ARGS, deep, pretrain_pair, seg_pair
+
+ALL_PLACEMENTS = [
+    dict(kind='shallow', num_tokens=2),
+    dict(kind='deep', num_tokens=3),
+    dict(kind='shared', num_tokens=2),
+    dict(kind='group', num_tokens=2, starts=[0, 2]),
+]
+
+
+def _close(a, b):
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('final_norm', [True, False])
+def test_seg_host_without_prompts_equals_mmseg(final_norm):
+    host, twin = seg_pair(final_norm=final_norm)
+    img = torch.randn(2, 3, 32, 32)
+    _close(host(img), twin(img))
+    # other input sizes go through the host's position-table resize
+    img = torch.randn(1, 3, 48, 40)
+    _close(host(img), twin(img))
+
+
+@pytest.mark.parametrize('out_type', ['featmap', 'cls_token', 'avg_featmap',
+                                      'raw'])
+def test_pretrain_host_without_prompts_equals_mmpretrain(out_type):
+    host, twin = pretrain_pair(out_type=out_type)
+    img = torch.randn(2, 3, 32, 32)
+    _close(host(img), twin(img))
+
+
+def test_dinov2_layout_without_prompts_equals_mmpretrain():
+    host, twin = pretrain_pair(args=DINO_ARGS, out_type='featmap')
+    img = torch.randn(2, 3, 56, 42)
+    _close(host(img), twin(img))
+
+
+@pytest.mark.parametrize('pair', [seg_pair, pretrain_pair])
+def test_decoupled_attention_at_zero_lambda_leaves_instances_untouched(pair):
+    prompt = dict(type='Prompter', placements=ALL_PLACEMENTS,
+                  attention=dict(decoupled=True, lambda_d=0.0))
+    host, twin = pair(prompt=prompt)
+    img = torch.randn(2, 3, 32, 32)
+    _close(host(img), twin(img))
+    # ... and at lambda_d > 0 the prompts do reach the instances
+    twin.prompter.attention.lambda_d = 0.5
+    assert not torch.allclose(host(img)[-1], twin(img)[-1], atol=1e-3)
+
+
+def test_coupled_prompts_change_instance_outputs():
+    host, twin = seg_pair(prompt=deep())
+    img = torch.randn(1, 3, 32, 32)
+    assert not torch.allclose(host(img)[-1], twin(img)[-1], atol=1e-3)
+
+
+def test_decoupled_attention_matches_explicit_softmaxes():
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 7, 4) for _ in range(3))
+    n, lam = 5, 0.3
+    out = PromptAttention(decoupled=True, lambda_d=lam)(q, k, v, n)
+
+    def attend(q, k, v):
+        return (q @ k.transpose(-2, -1) / 2.0).softmax(-1) @ v
+
+    want_x = (1 - lam) * attend(q[:, :, :n], k[:, :, :n], v[:, :, :n]) + \
+        lam * attend(q[:, :, :n], k[:, :, n:], v[:, :, n:])
+    want_p = attend(q[:, :, n:], k, v)
+    torch.testing.assert_close(out, torch.cat([want_x, want_p], 2))
+
+
+@pytest.mark.parametrize('pair', [seg_pair, pretrain_pair])
+def test_gradients_reach_prompts_only(pair):
+    _, twin = pair(prompt=dict(type='Prompter', placements=ALL_PLACEMENTS))
+    twin.train()
+    out = twin(torch.randn(2, 3, 32, 32))
+    sum(o.float().pow(2).mean() for o in out).backward()
+    for name, p in twin.named_parameters():
+        if name.startswith('prompter.'):
+            assert p.requires_grad and p.grad is not None \
+                and p.grad.abs().sum() > 0, name
+        else:
+            assert not p.requires_grad and p.grad is None, name
+
+
+def test_trainable_patterns_and_frozen_eval_mode():
+    _, twin = seg_pair(prompt=deep(), trainable=['ln1.*'], drop_rate=0.1)
+    twin.train()
+    trainable = {n for n, p in twin.named_parameters() if p.requires_grad}
+    assert {'ln1.weight', 'ln1.bias'} <= trainable
+    assert all(n.startswith(('prompter.', 'ln1.')) for n in trainable)
+    assert not twin.layers.training and not twin.patch_embed.training
+    assert not twin.drop_after_pos.training
+    assert twin.prompter.training and twin.ln1.training
+    # frozen blocks in eval mode: dropout inactive, so outputs repeat
+    twin.prompter.eval()
+    img = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(twin(img), twin(img))
+
+
+def test_full_finetuning_trains_everything():
+    _, twin = seg_pair(freeze_backbone=False)
+    assert all(p.requires_grad for p in twin.parameters())
+
+
+def test_schedule_of_each_placement():
+    _, twin = seg_pair(prompt=dict(type='Prompter',
+                                   placements=ALL_PLACEMENTS))
+    steps = [[type(s).__name__ + ':' + s.source for s in block]
+             for block in twin.prompter.schedule]
+    assert steps[0] == ['Insert:shallow', 'Insert:deep_0', 'Insert:shared',
+                        'Insert:group_0']
+    assert steps[1] == ['Carry:shallow', 'Insert:deep_1', 'Insert:shared',
+                        'Carry:group_0']
+    assert steps[2] == ['Carry:shallow', 'Insert:deep_2', 'Insert:shared',
+                        'Insert:group_2']
+    assert twin.prompter.num_prompts == [9, 9, 9, 9]
+    # one shared tensor, a fresh deep tensor per block, one per group
+    names = {n for n, _ in twin.prompter.named_parameters()}
+    assert names == {f'sources.{s}.tokens' for s in
+                     ['shallow', 'shared', 'group_0', 'group_2'] +
+                     [f'deep_{i}' for i in range(4)]}
+
+
+def test_vpt_init_bound_and_dropout():
+    _, twin = seg_pair(prompt=deep(num_tokens=50))
+    bound = (6 / (3 * 8 * 8 + 32)) ** 0.5
+    tokens = twin.prompter.sources['deep_0'].tokens
+    assert tokens.abs().max() <= bound and tokens.abs().max() > 0.9 * bound
+    assert twin.prompter.sources['deep_0'].dropout.p == 0.1
