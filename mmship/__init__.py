@@ -6,6 +6,8 @@ prompt tuning for Vision Transformers, as an OpenMMLab extension.
 from .version import __version__  # noqa: F401
 from .engine.safe_load import allow_mmengine_checkpoints
 
-from . import core, models, engine  # noqa: F401,E402  (registration)
+from . import core, datasets, engine, models  # noqa: F401,E402 (registration)
+
+from . import davpt  # noqa: F401,E402 (DA-VPT prompter, loss, hook)
 
 allow_mmengine_checkpoints()

@@ -11,7 +11,8 @@ pipq() { python -m pip install -q --disable-pip-version-check "$@"; }
 
 # setuptools < 82: mmcv's setup.py and mmengine's `mmseg::` config lookup
 # import pkg_resources, which newer setuptools dropped.
-python -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) >= 82)' 2>/dev/null \
+# wheel: older setuptools need it for the --no-build-isolation builds below.
+python -c 'import setuptools, wheel, sys; sys.exit(int(setuptools.__version__.split(".")[0]) >= 82)' 2>/dev/null \
   || pipq "setuptools<82" wheel
 # torch first and pinned, so nothing below can replace it.
 python -c 'import torch, torchvision; assert torch.__version__.startswith("2.11.0") and torchvision.__version__.startswith("0.26.0")' 2>/dev/null \
