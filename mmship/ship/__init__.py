@@ -1,0 +1,10 @@
+"""SHIP: semantic hierarchical prompt tuning (METHODS.md section 1)."""
+from .hierarchy import (AffinityMeter, block_descriptors, compute_affinity,
+                        greedy_hierarchy, load_hierarchy, record_block_outputs)
+from .prompter import (AttributePrompts, SHIPPrompter, attribute_mixture,
+                       load_prototypes, prompt_matching_loss)
+
+__all__ = ['SHIPPrompter', 'AttributePrompts', 'attribute_mixture',
+           'prompt_matching_loss', 'load_prototypes', 'AffinityMeter',
+           'block_descriptors', 'compute_affinity', 'greedy_hierarchy',
+           'load_hierarchy', 'record_block_outputs']

@@ -1,0 +1,48 @@
+# SHIP on a VTAB-1k task (here: cifar, i.e. CIFAR-100 with 1000 training
+# images): frozen ViT-B/16 (timm in21k weights), linear head on the CLS
+# token, 224 px, the reference schedule (AdamW lr 1e-3, wd 1e-4, 10 warm-up
+# epochs then cosine, 100 epochs, batch 64; METHODS.md 1.7).
+#
+# Before training, once per backbone and task (frozen pretrained features of
+# the training images; the tools write the files named below):
+#   python tools/analysis/ship_hierarchy.py CONFIG     # -> hierarchy.json
+#   python tools/analysis/ship_prototypes.py CONFIG    # -> prototypes_k200.pth
+# The reference tuned the threshold (0.93-0.98) and the SIP size (5-200) per
+# task: --threshold of the tool, model.backbone.prompt.num_tokens=...
+# Selection is train800 -> val200; see ../_base_/datasets/ship_vtab1k_224px.py
+# for the final train800val200 -> test run and for other tasks.
+_base_ = [
+    '../_base_/models/vit-b16_vpt-deep_cls.py',
+    '../_base_/datasets/ship_vtab1k_224px.py',
+    '../_base_/schedules/schedule_cls_100e.py',
+    '../_base_/default_runtime_cls.py',
+]
+
+ship_dir = 'work_dirs/ship_offline/vit-b16-in21k_vtab1k-cifar'
+ship_offline = dict(descriptor='cls', threshold=0.95, num_images=1000, k=200,
+                    prototype_descriptor='cls', pipeline='test')
+ship_prompt = dict(
+    _delete_=True,
+    type='SHIPPrompter',
+    starts=ship_dir + '/hierarchy.json',
+    sip=True,
+    num_tokens=50,
+    ssp=True,
+    ssp_tokens=10,
+    ap=True,
+    ap_groups=2,
+    ap_tokens=10,
+    lambda_a=0.1,
+    tau=0.1,
+    prototypes=ship_dir + '/prototypes_k200.pth',
+    pml=True,
+    pml_tokens=10,
+    lambda_m=0.5,
+    decoupled=True,
+    lambda_d=0.1,
+    dropout=0.1,
+    init='vpt')
+model = dict(
+    backbone=dict(prompt=ship_prompt),
+    head=dict(num_classes=100))
+default_hooks = dict(logger=dict(interval=10))

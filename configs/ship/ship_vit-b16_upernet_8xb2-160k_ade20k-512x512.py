@@ -1,0 +1,48 @@
+# SHIP on ADE20K with ViT-B/16 + UperNet (512 x 512 crops, 160k iterations,
+# batch 2 x 8 GPUs): the VPT-deep config of the same setting
+# (../vpt/vpt-deep_vit-b16_upernet_8xb2-160k_ade20k-512x512.py: mmseg's
+# ADE20K 160k recipe, frozen backbone initialised from
+# timm:vit_base_patch16_224.augreg_in21k, neck and heads at lr 6e-5, prompts
+# at lr 1e-3 without weight decay) with SHIP's prompts (METHODS.md 1):
+# 50 SIP tokens per group of the semantic hierarchy, 10 SSP tokens, AP in the
+# last 2 groups, PML at block 11 (the last output block), decoupled attention.
+#
+# Before training, once per backbone and data set (the frozen pretrained
+# features of 1000 training images; they write the files named below):
+#   python tools/analysis/ship_hierarchy.py CONFIG     # -> hierarchy.json
+#   python tools/analysis/ship_prototypes.py CONFIG    # -> prototypes_k200.pth
+# Both read their defaults from `ship_offline` below.  Or give the hierarchy
+# directly: --cfg-options model.backbone.prompt.starts="[0,2,4,6,8,11]"
+# Another checkpoint:
+#   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/vit.pth
+_base_ = ['../vpt/vpt-deep_vit-b16_upernet_8xb2-160k_ade20k-512x512.py']
+
+ship_dir = 'work_dirs/ship_offline/vit-b16-in21k_ade20k-512'
+# Defaults of the two offline tools.  Dense task: the mean of the patch
+# tokens describes a block better than its CLS token.
+ship_offline = dict(descriptor='mean_patch', threshold=0.95, num_images=1000,
+                    k=200, prototype_descriptor='cls')
+ship_prompt = dict(
+    _delete_=True,
+    type='SHIPPrompter',
+    starts=ship_dir + '/hierarchy.json',
+    sip=True,
+    num_tokens=50,
+    ssp=True,
+    ssp_tokens=10,
+    ap=True,
+    ap_groups=2,
+    ap_tokens=10,
+    lambda_a=0.1,
+    tau=0.1,
+    prototypes=ship_dir + '/prototypes_k200.pth',
+    pml=True,
+    pml_block=11,
+    pml_tokens=10,
+    lambda_m=0.5,
+    decoupled=True,
+    lambda_d=0.1,
+    dropout=0.1,
+    init='vpt')
+model = dict(backbone=dict(prompt=ship_prompt))
+custom_imports = dict(imports=['mmship'], allow_failed_imports=False)

@@ -1,0 +1,259 @@
+"""SHIP's semantic hierarchy (METHODS.md 1.1): inter-layer affinity of a
+frozen backbone and the greedy grouping of its blocks.
+
+* ``record_block_outputs`` runs a prompted host (``PromptedSegViT`` /
+  ``PromptedViT``) and hands every block's instance tokens to a callback.
+  The hosts call their layers through block-ops views, so forward hooks on
+  ``backbone.layers[i]`` never fire; the recorder wraps the host's
+  ``_run_blocks`` loop instead (its ``on_output`` callback sees the raw output
+  of every block, before any final norm).
+* ``block_descriptors`` turns them into one D-dim descriptor per image and
+  block (the CLS token, or the mean of the patch tokens).
+* ``AffinityMeter`` accumulates the per-image L2-normalised Gram matrices
+  (mean and per-pair std over images) without keeping the descriptors.
+* ``greedy_hierarchy`` is the paper's greedy search; ``load_hierarchy`` reads
+  the JSON written by ``tools/analysis/ship_hierarchy.py``.
+"""
+import json
+import os.path as osp
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+DESCRIPTORS = ('cls', 'mean_patch')
+HIERARCHY_TOOL = 'tools/analysis/ship_hierarchy.py'
+
+
+# -- running a frozen host ----------------------------------------------------
+def _check_host(backbone):
+    if not hasattr(backbone, '_run_blocks'):
+        raise TypeError(
+            f'{type(backbone).__name__} is not a prompted host: use '
+            f'PromptedSegViT or PromptedViT (same arguments and weights as '
+            f"the stock ViTs) as the config's backbone.")
+
+
+def num_extra_tokens(backbone) -> int:
+    """Leading non-patch tokens of the instance sequence inside the blocks."""
+    if getattr(backbone, 'host_format', None) == 'mmseg':
+        return int(backbone.with_cls_token)
+    return int(getattr(backbone, 'num_extra_tokens', 0))
+
+
+@contextmanager
+def record_block_outputs(backbone, fn: Callable[[int, Tensor], None]):
+    """Within the context, every forward of ``backbone`` calls ``fn(i, x)``
+    with the instance tokens ``x`` (B, N, D) output by block ``i`` (before
+    the host's final norm)."""
+    _check_host(backbone)
+    if '_run_blocks' in vars(backbone):
+        raise RuntimeError('record_block_outputs contexts cannot be nested.')
+    run_blocks = backbone._run_blocks
+
+    def recording_run_blocks(x, ctx, on_output):
+
+        def on_output_and_record(i, x):
+            fn(i, x)
+            return on_output(i, x)
+
+        return run_blocks(x, ctx, on_output_and_record)
+
+    backbone._run_blocks = recording_run_blocks
+    try:
+        yield
+    finally:
+        del backbone._run_blocks
+
+
+def reduce_tokens(x: Tensor, descriptor: str, extra: int) -> Tensor:
+    """(B, N, D) instance tokens -> (B, D) descriptor."""
+    if descriptor == 'cls':
+        if extra < 1:
+            raise ValueError("The 'cls' descriptor needs a CLS token "
+                             "(with_cls_token=True); use 'mean_patch'.")
+        return x[:, 0]
+    if descriptor == 'mean_patch':
+        return x[:, extra:].mean(dim=1)
+    raise ValueError(f'Unknown descriptor {descriptor!r}; choose one of '
+                     f'{DESCRIPTORS}.')
+
+
+@torch.no_grad()
+def block_descriptors(backbone, inputs: Tensor,
+                      descriptor: str = 'cls') -> Tensor:
+    """Descriptors of every block output: (B, L, D), float32.
+
+    The backbone runs as it is (call it with ``prompter=None`` for the
+    frozen pretrained features)."""
+    extra = num_extra_tokens(backbone)
+    if descriptor not in DESCRIPTORS:
+        raise ValueError(f'Unknown descriptor {descriptor!r}; choose one of '
+                         f'{DESCRIPTORS}.')
+    out: Dict[int, Tensor] = {}
+
+    def keep(i, x):
+        out[i] = reduce_tokens(x, descriptor, extra).float()
+
+    with record_block_outputs(backbone, keep):
+        backbone(inputs)
+    return torch.stack([out[i] for i in range(len(out))], dim=1)
+
+
+@torch.no_grad()
+def last_block_tokens(backbone, inputs: Tensor) -> Tensor:
+    """Instance tokens (B, N, D) output by the last block (before the final
+    norm), float32."""
+    out = {}
+    last = len(backbone.layers) - 1
+
+    def keep(i, x):
+        if i == last:
+            out['x'] = x.float()
+
+    with record_block_outputs(backbone, keep):
+        backbone(inputs)
+    return out['x']
+
+
+# -- affinity -----------------------------------------------------------------
+def image_affinity(desc: Tensor) -> Tensor:
+    """(B, L, D) descriptors -> (B, L, L) Gram matrices of the L2-normalised
+    descriptors (cosine similarity between blocks, per image)."""
+    d = F.normalize(desc.double(), dim=-1)
+    return d @ d.transpose(1, 2)
+
+
+class AffinityMeter:
+    """Mean and per-pair (population) std of per-image affinity matrices."""
+
+    def __init__(self):
+        self.count = 0
+        self._sum = None
+        self._sq = None
+
+    def update(self, desc: Tensor):
+        s = image_affinity(desc).cpu()
+        if self._sum is None:
+            self._sum = torch.zeros(s.shape[1:], dtype=torch.float64)
+            self._sq = torch.zeros_like(self._sum)
+        self._sum += s.sum(0)
+        self._sq += (s * s).sum(0)
+        self.count += s.shape[0]
+
+    @property
+    def mean(self) -> np.ndarray:
+        if not self.count:
+            raise ValueError('No images were seen.')
+        return (self._sum / self.count).numpy()
+
+    @property
+    def std(self) -> np.ndarray:
+        mean = self._sum / self.count
+        var = (self._sq / self.count - mean * mean).clamp_(min=0)
+        return var.sqrt().numpy()
+
+
+def compute_affinity(backbone, batches: Iterable[Tensor],
+                     descriptor: str = 'cls', num_images: int = None):
+    """Run ``backbone`` over batches of preprocessed images; returns
+    (mean (L, L), std (L, L), images used)."""
+    meter = AffinityMeter()
+    for inputs in batches:
+        desc = block_descriptors(backbone, inputs, descriptor)
+        if num_images is not None:
+            desc = desc[:num_images - meter.count]
+        meter.update(desc)
+        if num_images is not None and meter.count >= num_images:
+            break
+    return meter.mean, meter.std, meter.count
+
+
+# -- grouping -----------------------------------------------------------------
+def greedy_hierarchy(affinity, threshold: float = 0.95) -> List[int]:
+    """Group start blocks: a new group starts at block j as soon as its
+    affinity to the current group's first block drops below ``threshold``.
+    """
+    S = np.asarray(affinity, dtype=np.float64)
+    if S.ndim != 2 or S.shape[0] != S.shape[1] or S.shape[0] < 1:
+        raise ValueError(f'The affinity must be a square (L, L) matrix, got '
+                         f'shape {S.shape}.')
+    starts, s = [0], 0
+    for j in range(1, S.shape[0]):
+        if S[s, j] < threshold:
+            starts.append(j)
+            s = j
+    return starts
+
+
+def groups_of(starts: Sequence[int], num_layers: int) -> List[List[int]]:
+    ends = list(starts[1:]) + [num_layers]
+    return [list(range(s, e)) for s, e in zip(starts, ends)]
+
+
+def load_hierarchy(path: str) -> List[int]:
+    """Group starts from a ``hierarchy.json`` written by the tool."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'SHIP hierarchy file {path!r} does not exist. Run `python '
+            f'{HIERARCHY_TOOL} CONFIG` (it writes this file by default), or '
+            f'give `starts` as a list of group start blocks.')
+    with open(path) as f:
+        data = json.load(f)
+    starts = data.get('starts') if isinstance(data, dict) else data
+    if not isinstance(starts, list):
+        raise ValueError(f'{path} holds no `starts` list.')
+    return [int(s) for s in starts]
+
+
+def resolve_starts(starts: Union[None, str, Sequence[int]]
+                   ) -> Optional[List[int]]:
+    """A list of starts, a path to a hierarchy JSON, or None."""
+    if starts is None:
+        return None
+    if isinstance(starts, str):
+        return load_hierarchy(starts)
+    return [int(s) for s in starts]
+
+
+# -- pictures -----------------------------------------------------------------
+def plot_affinity(affinity, starts: Sequence[int], path: str,
+                  title: str = None):
+    """Heatmap of the affinity with the groups outlined."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    S = np.asarray(affinity)
+    L = S.shape[0]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * L, 0.6 + 0.4 * L))
+    im = ax.imshow(S, cmap='viridis', vmin=min(0.0, float(S.min())), vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if L <= 32:
+        for i in range(L):
+            for j in range(L):
+                ax.text(j, i, f'{S[i, j]:.2f}', ha='center', va='center',
+                        fontsize=6, color='w' if S[i, j] < 0.75 else 'k')
+    for group in groups_of(list(starts), L):
+        a, n = group[0], len(group)
+        ax.add_patch(Rectangle((a - 0.5, a - 0.5), n, n, fill=False,
+                               edgecolor='red', linewidth=2))
+    ax.set_xticks(range(L))
+    ax.set_yticks(range(L))
+    ax.set_xlabel('block')
+    ax.set_ylabel('block')
+    ax.set_title(title or f'inter-layer affinity, starts={list(starts)}',
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+__all__ = ['record_block_outputs', 'block_descriptors', 'last_block_tokens',
+           'image_affinity', 'AffinityMeter', 'compute_affinity',
+           'greedy_hierarchy', 'groups_of', 'load_hierarchy',
+           'resolve_starts', 'plot_affinity', 'num_extra_tokens']

@@ -1,0 +1,345 @@
+"""SHIP: semantic hierarchical prompt tuning (METHODS.md section 1).
+
+``SHIPPrompter`` combines, each switchable:
+
+* SIP -- one prompt set per group of the semantic hierarchy, inserted at the
+  group's first block and carried through the group (``sip``);
+* SSP -- one set shared by all blocks, re-inserted at every block (``ssp``);
+* AP -- per-sample attribute prompts at the first block of each of the last
+  ``ap_groups`` groups, from the patches the previous block's CLS attends to
+  most and the attribute prototypes (``ap``);
+* PML -- the prompt matching loss at the last (or a chosen) block, training
+  only (``pml``);
+* DA -- decoupled attention (``decoupled``, ``lambda_d``).
+
+The ablation SIP / +DA / +SSP / +AP / +PML is these switches turned on one
+after the other.
+"""
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmship.core.attention import gather_tokens, top_patch_indices
+from mmship.core.prompter import Prompter, PromptContext
+from mmship.core.prompts import (Carry, Insert, LearnablePrompts,
+                                 check_group_starts)
+from mmship.registry import PROMPTERS
+from .hierarchy import HIERARCHY_TOOL, resolve_starts
+
+PROTOTYPES_TOOL = 'tools/analysis/ship_prototypes.py'
+
+
+# -- attribute prompts --------------------------------------------------------
+def attribute_mixture(z: Tensor, prototypes: Tensor, tau: float) -> Tensor:
+    """``softmax(cos(z, A) / tau) @ A`` for z (B, N, D), A (K, D).
+
+    Cosines are normalised matmuls (B, N, K); nothing of size B*N*K*D is
+    formed.  Computed in float32."""
+    a = prototypes.float()
+    cos = F.normalize(z.float(), dim=-1) @ F.normalize(a, dim=-1).t()
+    return (cos / tau).softmax(dim=-1) @ a
+
+
+def prompt_matching_loss(prompts: Tensor, patches: Tensor) -> Tensor:
+    """``mean_i min_j (1 - cos(p_i, z_j))`` per image, averaged over the batch.
+
+    prompts: (B, N_p, D) prompt outputs; patches: (B, N_m, D)."""
+    cos = F.normalize(prompts.float(), dim=-1) @ \
+        F.normalize(patches.float(), dim=-1).transpose(1, 2)
+    return (1.0 - cos.amax(dim=-1)).mean()
+
+
+class AttributePrompts(LearnablePrompts):
+    """``P_a = (1 - lambda_a) * L_a + lambda_a * softmax(cos(z, A)/tau) @ A``
+    with z the ``num_tokens`` patch tokens that the previous block's CLS
+    attends to most.  ``L_a`` is the learnable ``tokens`` (same init and
+    insertion dropout as other prompt sets); A is passed in (the prompter's
+    buffer, shared by all AP sets)."""
+
+    def __init__(self, num_tokens: int, embed_dims: int, patch_size: int,
+                 lambda_a: float = 0.1, tau: float = 0.1,
+                 dropout: float = 0.1, init: str = 'vpt'):
+        super().__init__(num_tokens, embed_dims, patch_size, dropout, init)
+        self.lambda_a = lambda_a
+        self.tau = tau
+
+    def forward(self, x: Tensor, cls_attn: Tensor,
+                prototypes: Tensor) -> Tensor:
+        idx = top_patch_indices(cls_attn, self.num_tokens)
+        z = gather_tokens(x, idx)
+        mix = attribute_mixture(z, prototypes, self.tau)
+        tokens = self.tokens.expand(x.shape[0], -1, -1)
+        return self.dropout(torch.lerp(tokens, mix.to(tokens.dtype),
+                                       self.lambda_a))
+
+    def extra_repr(self) -> str:
+        return (f'num_tokens={self.num_tokens}, lambda_a={self.lambda_a}, '
+                f'tau={self.tau}')
+
+
+def load_prototypes(source: Union[str, Tensor, np.ndarray]) -> Tensor:
+    """(K, D) float32 prototypes from a .npy / .pth file (a tensor, or a dict
+    with ``prototypes``) or an array."""
+    if isinstance(source, str):
+        if not osp.isfile(source):
+            raise FileNotFoundError(
+                f'SHIP attribute prototypes {source!r} do not exist. Run '
+                f'`python {PROTOTYPES_TOOL} CONFIG` (it writes this file by '
+                f'default).')
+        if source.endswith('.npy'):
+            data = np.load(source, allow_pickle=False)
+        else:
+            from mmship.engine.safe_load import torch_load
+            data = torch_load(source)
+        if isinstance(data, dict):
+            if 'prototypes' not in data:
+                raise ValueError(f'{source} holds a dict without '
+                                 f'`prototypes`: keys {list(data)}.')
+            data = data['prototypes']
+        where = source
+    else:
+        data, where = source, 'the given prototypes'
+    data = torch.as_tensor(np.asarray(data) if isinstance(data, np.ndarray)
+                           else data).detach().float().cpu()
+    if data.ndim != 2 or data.shape[0] < 1:
+        raise ValueError(f'Attribute prototypes must be a (K, D) matrix; '
+                         f'{where} has shape {tuple(data.shape)}.')
+    if not torch.isfinite(data).all():
+        raise ValueError(f'{where} holds non-finite prototypes.')
+    return data.clone()
+
+
+# -- the prompter -------------------------------------------------------------
+@PROMPTERS.register_module()
+class SHIPPrompter(Prompter):
+    """SHIP prompts on a frozen ViT.
+
+    Args:
+        num_layers, embed_dims, num_heads, patch_size: filled in by the
+            backbone.
+        starts (list[int] | str): first block of every group of the semantic
+            hierarchy, or the path of the ``hierarchy.json`` written by
+            ``tools/analysis/ship_hierarchy.py``.  Needed by SIP and AP;
+            there is no default (the hierarchy depends on the backbone and
+            the data: run the tool).
+        sip (bool): semantic-independent prompts, one set per group.
+        num_tokens (int): tokens per SIP set (K, default 50).
+        ssp (bool): semantic-shared prompts.
+        ssp_tokens (int): tokens of the shared set (default 10).
+        ap (bool): attribute prompts.
+        ap_groups (int): AP enters the first block of each of the last
+            ``ap_groups`` groups (M_a, default 2).
+        ap_tokens (int): patches picked and AP tokens per set (N_a, 10).
+        lambda_a (float): weight of the prototype mixture (0.1).
+        tau (float): softmax temperature over prototype cosines.  The
+            reference's tau=1 makes the mixture nearly uniform over the
+            prototypes; mmship's default 0.1 spreads cosine gaps of 0.1 over
+            one logit.
+        prototypes (str | Tensor | int): the (K, D) prototype file written by
+            ``tools/analysis/ship_prototypes.py`` (or a tensor).  An int K
+            makes an empty (K, D) buffer to be filled from a SHIP checkpoint
+            (testing / resuming where the file is not at hand); training
+            refuses prototypes that were never filled.
+        pml (bool): prompt matching loss (training only).
+        pml_block (int): block whose prompt outputs are matched (default the
+            last; negative indices count from the end).
+        pml_tokens (int): top-CLS-attention patches matched (N_m, 10).
+        lambda_m (float): loss weight (0.5).
+        pml_detach_patches (bool): stop the loss's gradient through the
+            patch outputs (they are then fixed targets of the prompts).
+        decoupled (bool): decoupled attention; False is VPT's attention.
+        lambda_d (float): weight of the instance-to-prompt branch (0.1).
+        dropout (float): prompt dropout at insertion (every prompt set).
+        init (str): ``'vpt'`` (default) or ``'xavier'`` (SHIP reference).
+    """
+
+    def __init__(self,
+                 num_layers: int,
+                 embed_dims: int,
+                 num_heads: int,
+                 patch_size: int,
+                 starts: Union[None, str, Sequence[int]] = None,
+                 sip: bool = True,
+                 num_tokens: int = 50,
+                 ssp: bool = True,
+                 ssp_tokens: int = 10,
+                 ap: bool = True,
+                 ap_groups: int = 2,
+                 ap_tokens: int = 10,
+                 lambda_a: float = 0.1,
+                 tau: float = 0.1,
+                 prototypes: Union[None, str, Tensor, int] = None,
+                 pml: bool = True,
+                 pml_block: int = -1,
+                 pml_tokens: int = 10,
+                 lambda_m: float = 0.5,
+                 pml_detach_patches: bool = False,
+                 decoupled: bool = True,
+                 lambda_d: float = 0.1,
+                 dropout: float = 0.1,
+                 init: str = 'vpt',
+                 init_cfg=None):
+        super().__init__(num_layers, embed_dims, num_heads, patch_size,
+                         placements=(),
+                         attention=dict(decoupled=decoupled,
+                                        lambda_d=lambda_d),
+                         dropout=dropout, init=init, init_cfg=init_cfg)
+        self.sip, self.ssp, self.ap, self.pml = sip, ssp, ap, pml
+        # AP and PML rank patches by CLS attention.
+        self.requires_cls_token = ap or pml
+
+        self.starts: Optional[List[int]] = None
+        if sip or ap:
+            starts = resolve_starts(starts)
+            if starts is None:
+                raise ValueError(
+                    'SHIP needs the semantic hierarchy: set '
+                    '`starts` to the first block of every group (e.g. '
+                    'model.backbone.prompt.starts=[0, 2, 4, 6, 8, 11]) or to '
+                    f'the hierarchy.json written by `python {HIERARCHY_TOOL} '
+                    'CONFIG`, which computes it from the frozen backbone and '
+                    'the training images.')
+            self.starts = check_group_starts(starts, num_layers)
+
+        if sip:
+            self.add_placement('group', num_tokens, name='sip',
+                               starts=self.starts, dropout=dropout, init=init)
+        if ssp:
+            self.add_placement('shared', ssp_tokens, name='ssp',
+                               dropout=dropout, init=init)
+
+        # AP: inserted at the last ap_groups group starts, carried inside.
+        self.ap_starts: List[int] = []
+        if ap:
+            self._build_ap(ap_groups, ap_tokens, lambda_a, tau, prototypes,
+                           dropout, init)
+        elif prototypes is not None:
+            raise ValueError('`prototypes` are given but ap=False: drop them '
+                             'or turn AP on.')
+
+        self.pml_tokens = pml_tokens
+        self.lambda_m = lambda_m
+        self.pml_detach_patches = pml_detach_patches
+        self.pml_block = None
+        if pml:
+            block = pml_block + num_layers if pml_block < 0 else pml_block
+            self.check_blocks([block], f'PML (pml_block={pml_block})')
+            if not self.schedule[block]:
+                raise ValueError(f'PML matches the prompt outputs of block '
+                                 f'{block}, which has no prompts.')
+            self.pml_block = block
+
+    def _build_ap(self, ap_groups, ap_tokens, lambda_a, tau, prototypes,
+                  dropout, init):
+        num_groups = len(self.starts)
+        if ap_groups < 1:
+            raise ValueError(f'ap_groups must be at least 1, got {ap_groups}.')
+        if num_groups < ap_groups + 1:
+            raise ValueError(
+                f'AP is placed at the first block of each of the last '
+                f'{ap_groups} groups and needs the CLS attention of the '
+                f'block before, so it needs at least {ap_groups + 1} groups; '
+                f'the hierarchy starts={self.starts} has {num_groups}. Lower '
+                f'ap_groups, raise the hierarchy threshold, or set ap=False.')
+        if tau <= 0:
+            raise ValueError(f'tau must be positive, got {tau}.')
+        if prototypes is None:
+            raise ValueError(
+                'AP needs attribute prototypes: set `prototypes` to the file '
+                f'written by `python {PROTOTYPES_TOOL} CONFIG` (K-means '
+                'centroids of last-block features of training images), or '
+                'set ap=False.')
+        if isinstance(prototypes, int) and not isinstance(prototypes, bool):
+            protos = torch.zeros(prototypes, self.embed_dims)
+        else:
+            protos = load_prototypes(prototypes)
+        if protos.shape[1] != self.embed_dims:
+            raise ValueError(
+                f'Attribute prototypes are {protos.shape[1]}-dim but the '
+                f'backbone is {self.embed_dims}-dim: they were computed with '
+                f'another backbone; rerun {PROTOTYPES_TOOL} with this config.')
+        # A buffer: saved with checkpoints, not trained.
+        self.register_buffer('prototypes', protos)
+        self._prototypes_checked = False
+
+        starts, ends = self.starts, self.starts[1:] + [self.num_layers]
+        for s, e in list(zip(starts, ends))[-ap_groups:]:
+            key = f'ap_{s}'
+            steps = [(s, Insert(key))] + \
+                [(i, Carry(key)) for i in range(s + 1, e)]
+            self.add_source(
+                key,
+                AttributePrompts(ap_tokens, self.embed_dims, self.patch_size,
+                                 lambda_a=lambda_a, tau=tau, dropout=dropout,
+                                 init=init), steps)
+            self.ap_starts.append(s)
+
+    # -- hooks ----------------------------------------------------------------
+    def block_prompts(self, block: int, ctx: PromptContext, x: Tensor,
+                      carried: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        prompts = {}
+        for step in self.schedule[block]:
+            if isinstance(step, Carry):
+                prompts[step.source] = carried[step.source]
+                continue
+            source = self.sources[step.source]
+            if isinstance(source, AttributePrompts):
+                if ctx.cls_attn is None:
+                    raise RuntimeError(
+                        f'AP at block {block} needs the CLS attention of '
+                        f'block {block - 1}, which was not recorded.')
+                self._check_prototypes()
+                tokens = source(x, ctx.cls_attn, self.prototypes)
+            else:
+                tokens = source(ctx)
+            prompts[step.source] = tokens.to(x.dtype)
+        return prompts
+
+    def needs_cls_attention(self, block: int) -> bool:
+        if block + 1 in self.ap_starts:
+            return True
+        return self.pml_block == block and self.training
+
+    def after_block(self, block: int, ctx: PromptContext, ops, x_in: Tensor,
+                    prompts_in: Dict[str, Tensor], x_out: Tensor,
+                    prompts_out: Dict[str, Tensor]):
+        if block != self.pml_block or not (ctx.training and self.training):
+            return
+        if ctx.cls_attn is None:
+            raise RuntimeError(f'PML at block {block} needs its CLS '
+                               f'attention, which was not recorded.')
+        idx = top_patch_indices(ctx.cls_attn, self.pml_tokens)
+        patches = gather_tokens(x_out, idx)
+        if self.pml_detach_patches:
+            patches = patches.detach()
+        prompts = torch.cat(list(prompts_out.values()), dim=1)
+        ctx.losses['loss_pml'] = self.lambda_m * prompt_matching_loss(
+            prompts, patches)
+
+    def _check_prototypes(self):
+        """Training on never-filled prototypes (``prototypes=K`` without a
+        checkpoint) would silently turn AP into a constant: refuse it (one
+        check per process)."""
+        if self._prototypes_checked or not self.training:
+            return
+        if not bool(self.prototypes.abs().sum() > 0):
+            raise RuntimeError(
+                'The attribute prototypes are all zero (prototypes=K makes an '
+                'empty buffer for loading a checkpoint). Train with the file '
+                f'written by {PROTOTYPES_TOOL}.')
+        self._prototypes_checked = True
+
+    def extra_repr(self) -> str:
+        parts = [f'starts={self.starts}']
+        parts += [n for n in ('sip', 'ssp', 'ap', 'pml') if getattr(self, n)]
+        if self.pml:
+            parts.append(f'pml_block={self.pml_block}')
+        return ', '.join(parts)
+
+
+__all__ = ['SHIPPrompter', 'AttributePrompts', 'attribute_mixture',
+           'prompt_matching_loss', 'load_prototypes']

@@ -1,0 +1,363 @@
+"""SHIPPrompter on tiny hosts: placements, AP, PML, DA, switches, errors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mmship.core.engine as engine
+from mmship.core.prompts import Carry, Insert
+from mmship.ship.prompter import (AttributePrompts, attribute_mixture,
+                                  prompt_matching_loss)
+from tiny import pretrain_pair, seg_pair
+
+D = 32          # tiny embed dims
+PATCHES = 16    # 32x32 image, patch 8
+STARTS = [0, 2, 3]
+
+
+def ship(**kw):
+    cfg = dict(type='SHIPPrompter', starts=STARTS, num_tokens=3,
+               ssp_tokens=2, ap_groups=2, ap_tokens=2, pml_tokens=3,
+               prototypes=torch.randn(5, D), tau=0.5)
+    cfg.update(kw)
+    return cfg
+
+
+ABLATION = {
+    'sip': dict(decoupled=False, ssp=False, ap=False, pml=False,
+                prototypes=None),
+    '+da': dict(ssp=False, ap=False, pml=False, prototypes=None),
+    '+ssp': dict(ap=False, pml=False, prototypes=None),
+    '+ap': dict(pml=False),
+    '+pml': dict(),
+}
+
+
+def _record_prompts(prompter):
+    """Wrap block_prompts: {block: {source: tensor}} of the last forward."""
+    seen = {}
+    orig = prompter.block_prompts
+
+    def spy(block, ctx, x, carried):
+        out = orig(block, ctx, x, carried)
+        seen[block] = dict(out)
+        return out
+
+    prompter.block_prompts = spy
+    return seen
+
+
+# -- placements ---------------------------------------------------------------
+def test_sip_inserted_and_dropped_exactly_at_group_starts():
+    _, twin = seg_pair(prompt=ship(**ABLATION['sip']))
+    p = twin.prompter
+    assert p.schedule == [[Insert('sip_0')], [Carry('sip_0')],
+                          [Insert('sip_2')], [Insert('sip_3')]]
+    assert p.num_prompts == [3, 3, 3, 3]
+    seen = _record_prompts(p)
+    twin(torch.randn(2, 3, 32, 32))
+    assert [list(seen[b]) for b in range(4)] == \
+        [['sip_0'], ['sip_0'], ['sip_2'], ['sip_3']]
+    for start in (0, 2, 3):   # inserted: the parameters themselves (eval)
+        torch.testing.assert_close(
+            seen[start][f'sip_{start}'],
+            p.sources[f'sip_{start}'].tokens.expand(2, -1, -1))
+    # carried into block 1: the outputs of block 0, not the parameters
+    assert not torch.allclose(seen[1]['sip_0'], seen[0]['sip_0'], atol=1e-3)
+
+
+def test_ssp_is_reinserted_at_every_block():
+    _, twin = pretrain_pair(prompt=ship(**ABLATION['+ssp']))
+    p = twin.prompter
+    assert all(Insert('ssp') in steps for steps in p.schedule)
+    seen = _record_prompts(p)
+    twin(torch.randn(2, 3, 32, 32))
+    for b in range(4):
+        torch.testing.assert_close(seen[b]['ssp'],
+                                   p.sources['ssp'].tokens.expand(2, -1, -1))
+    assert p.num_prompts == [5, 5, 5, 5]
+
+
+def test_ap_placed_at_the_last_group_starts_and_carried():
+    _, twin = seg_pair(prompt=ship(starts=[0, 1, 3], ap_groups=2))
+    p = twin.prompter
+    assert p.ap_starts == [1, 3]
+    assert [s for s in p.schedule[1] if 'ap' in s.source] == [Insert('ap_1')]
+    assert [s for s in p.schedule[2] if 'ap' in s.source] == [Carry('ap_1')]
+    assert [s for s in p.schedule[3] if 'ap' in s.source] == [Insert('ap_3')]
+    assert not [s for s in p.schedule[0] if 'ap' in s.source]
+    # CLS attention is recorded before each AP start; PML's only in training
+    twin.eval()
+    assert [p.needs_cls_attention(b) for b in range(4)] == \
+        [True, False, True, False]
+    twin.train()
+    assert [p.needs_cls_attention(b) for b in range(4)] == \
+        [True, False, True, True]
+
+
+# -- attribute prompts --------------------------------------------------------
+def test_attribute_prompts_use_the_most_attended_patches():
+    torch.manual_seed(0)
+    ap = AttributePrompts(2, D, 8, lambda_a=0.3, tau=0.2).eval()
+    x = torch.randn(2, 1 + 6, D)
+    cls_attn = torch.tensor([[.10, .05, .40, .05, .30, .10],
+                             [.50, .10, .10, .05, .05, .20]])
+    A = torch.randn(4, D)
+    out = ap(x, cls_attn, A)
+    assert out.shape == (2, 2, D)
+    # patches 2 and 4 (instance tokens 3, 5); patches 0 and 5 (tokens 1, 6)
+    z = torch.stack([x[0, [3, 5]], x[1, [1, 6]]])
+    w = torch.zeros(2, 2, 4)
+    for b in range(2):
+        for i in range(2):
+            for k in range(4):
+                w[b, i, k] = F.cosine_similarity(z[b, i], A[k], dim=0) / 0.2
+    mix = w.softmax(-1) @ A
+    want = 0.7 * ap.tokens.detach() + 0.3 * mix
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    # another choice of patches gives another result
+    z_wrong = torch.stack([x[0, [0, 1]], x[1, [0, 2]]])
+    assert not torch.allclose(
+        out, 0.7 * ap.tokens.detach() + 0.3 * attribute_mixture(z_wrong, A,
+                                                                0.2),
+        atol=1e-4)
+
+
+def test_ap_in_a_forward_gets_the_previous_blocks_attention_and_grads():
+    _, twin = seg_pair(prompt=ship(pml=False))
+    p = twin.prompter
+    calls = []
+    orig = AttributePrompts.forward
+
+    def spy(self, x, cls_attn, prototypes):
+        out = orig(self, x, cls_attn, prototypes)
+        calls.append((x, cls_attn, out))
+        return out
+
+    entering = {}
+
+    def keep(i, x):
+        entering[i + 1] = x
+
+    from mmship.ship.hierarchy import record_block_outputs
+    AttributePrompts.forward = spy
+    try:
+        twin.train()
+        with record_block_outputs(twin, keep):
+            outs = twin(torch.randn(2, 3, 32, 32))
+    finally:
+        AttributePrompts.forward = orig
+    assert len(calls) == 2                      # blocks 2 and 3
+    for (x, cls_attn, out), start in zip(calls, p.ap_starts):
+        assert out.shape == (2, 2, D)
+        assert cls_attn.shape == (2, PATCHES)   # patches only, probabilities
+        assert (cls_attn > 0).all() and (cls_attn.sum(1) < 1).all()
+        torch.testing.assert_close(x, entering[start])
+    sum(o.sum() for o in outs).backward()
+    for s in p.ap_starts:
+        grad = p.sources[f'ap_{s}'].tokens.grad
+        assert grad is not None and grad.abs().sum() > 0
+
+
+def test_attribute_mixture_is_nearly_uniform_at_tau_one():
+    # the reference's tau=1 over many prototypes: the mixture barely depends
+    # on z; a small tau makes it follow z.
+    torch.manual_seed(0)
+    A = torch.randn(200, 64)
+    z = torch.randn(1, 2, 64)
+    flat = attribute_mixture(z, A, 1.0)
+    sharp = attribute_mixture(z, A, 0.05)
+    spread = lambda m: (m[0, 0] - m[0, 1]).norm() / A.mean(0).norm()  # noqa
+    assert spread(sharp) > 5 * spread(flat)
+
+
+# -- prompt matching loss -----------------------------------------------------
+def test_pml_by_hand():
+    p = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    z = torch.tensor([[[3.0, 0.0], [1.0, 1.0]]])
+    want = (0.0 + (1.0 - 1.0 / math.sqrt(2.0))) / 2
+    assert prompt_matching_loss(p, z).item() == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize('pair', [seg_pair, pretrain_pair])
+def test_pml_in_a_forward_equals_a_hand_computation(pair):
+    _, twin = pair(prompt=ship(pml_tokens=3, lambda_m=0.5))
+    p = twin.prompter
+    captured = {}
+    orig = p.after_block
+
+    def spy(block, ctx, ops, x_in, prompts_in, x_out, prompts_out):
+        if block == 3:
+            captured.update(ops=ops, x_in=x_in, prompts_in=prompts_in,
+                            x_out=x_out, prompts_out=prompts_out)
+        return orig(block, ctx, ops, x_in, prompts_in, x_out, prompts_out)
+
+    p.after_block = spy
+    twin.train()
+    _, losses = twin.forward_with_losses(torch.randn(2, 3, 32, 32))
+    assert set(losses) == {'loss_pml'}
+
+    # CLS attention of block 3 from scratch, over *all* keys (prompts too)
+    ops = captured['ops']
+    tokens = torch.cat([captured['x_in']] + list(
+        captured['prompts_in'].values()), 1)
+    q, k, _ = ops.qkv(ops.norm1(tokens))
+    attn = torch.einsum('bhd,bhnd->bhn', q[:, :, 0], k)
+    attn = (attn / math.sqrt(q.shape[-1])).softmax(-1).mean(1)
+    top = attn[:, 1:1 + PATCHES].topk(3, dim=1).indices + 1
+    prompts = torch.cat(list(captured['prompts_out'].values()), 1)
+    assert prompts.shape[1] == 3 + 2 + 2      # SIP + SSP + AP of block 3
+    total = 0.0
+    for b in range(2):
+        for i in range(prompts.shape[1]):
+            total += min(1 - F.cosine_similarity(
+                prompts[b, i], captured['x_out'][b, j], dim=0)
+                for j in top[b].tolist())
+    want = 0.5 * total / (2 * prompts.shape[1])
+    torch.testing.assert_close(losses['loss_pml'], want.detach(), atol=1e-5,
+                               rtol=1e-5)
+
+
+def test_pml_absent_at_inference(monkeypatch):
+    _, twin = seg_pair(prompt=ship(ap=False, prototypes=None))
+    calls = []
+    real = engine.cls_attention
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(engine, 'cls_attention', counting)
+    twin.eval()
+    _, losses = twin.forward_with_losses(torch.randn(2, 3, 32, 32))
+    assert losses == {} and calls == []      # no loss, no extra compute
+    twin.train()
+    _, losses = twin.forward_with_losses(torch.randn(2, 3, 32, 32))
+    assert set(losses) == {'loss_pml'} and len(calls) == 1
+
+
+def test_pml_switch_off():
+    _, twin = seg_pair(prompt=ship(pml=False))
+    twin.train()
+    _, losses = twin.forward_with_losses(torch.randn(2, 3, 32, 32))
+    assert losses == {}
+
+
+# -- decoupled attention ------------------------------------------------------
+@pytest.mark.parametrize('pair', [seg_pair, pretrain_pair])
+def test_zero_lambda_d_leaves_instances_equal_to_the_frozen_backbone(pair):
+    host, twin = pair(prompt=ship(lambda_d=0.0))
+    img = torch.randn(2, 3, 32, 32)
+    for mode in ('eval', 'train'):
+        getattr(twin, mode)()
+        for a, b in zip(host(img), twin(img)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    twin.prompter.attention.lambda_d = 0.1
+    twin.eval()
+    assert not torch.allclose(host(img)[-1], twin(img)[-1], atol=1e-4)
+
+
+def test_coupled_attention_for_the_sip_row():
+    _, twin = seg_pair(prompt=ship(**ABLATION['sip']))
+    assert not twin.prompter.attention.decoupled
+    _, twin = seg_pair(prompt=ship(**ABLATION['+da']))
+    assert twin.prompter.attention.decoupled
+    assert twin.prompter.attention.lambda_d == 0.1
+
+
+# -- the whole method: every trainable parameter reaches the loss -------------
+@pytest.mark.parametrize('row', list(ABLATION))
+@pytest.mark.parametrize('pair', [seg_pair, pretrain_pair])
+def test_no_unused_parameters(pair, row):
+    _, twin = pair(prompt=ship(**ABLATION[row]))
+    twin.train()
+    outs, losses = twin.forward_with_losses(torch.randn(2, 3, 32, 32))
+    loss = sum(o.float().pow(2).mean() for o in outs) + \
+        sum(losses.values(), torch.zeros(()))
+    loss.backward()
+    trainable = [(n, q) for n, q in twin.named_parameters() if q.requires_grad]
+    assert trainable and all(n.startswith('prompter.') for n, _ in trainable)
+    unused = [n for n, q in trainable
+              if q.grad is None or q.grad.abs().sum() == 0]
+    assert unused == []
+    names = {n for n, _ in trainable}
+    assert any('ap_' in n for n in names) == (row in ('+ap', '+pml'))
+    assert any('ssp' in n for n in names) == (row not in ('sip', '+da'))
+
+
+def test_other_image_sizes_and_patch_counts():
+    _, twin = seg_pair(prompt=ship())
+    twin.train()
+    outs, losses = twin.forward_with_losses(torch.randn(1, 3, 48, 40))
+    assert outs[-1].shape[-2:] == (6, 5) and 'loss_pml' in losses
+
+
+def test_prototypes_buffer_files_and_checkpoints(tmp_path):
+    A = torch.randn(6, D)
+    np.save(tmp_path / 'a.npy', A.numpy())
+    torch.save(dict(prototypes=A, k=6), tmp_path / 'a.pth')
+    for f in ('a.npy', 'a.pth'):
+        _, twin = seg_pair(prompt=ship(prototypes=str(tmp_path / f)))
+        torch.testing.assert_close(twin.prompter.prototypes, A)
+    state = twin.state_dict()
+    assert 'prompter.prototypes' in state
+    assert 'prompter.prototypes' not in dict(twin.named_parameters())
+    # an empty buffer of the right size, filled from a checkpoint
+    _, empty = seg_pair(prompt=ship(prototypes=6))
+    empty.train()
+    with pytest.raises(RuntimeError, match='all zero'):
+        empty(torch.randn(1, 3, 32, 32))
+    empty.load_state_dict(state)
+    torch.testing.assert_close(empty.prompter.prototypes, A)
+    empty(torch.randn(1, 3, 32, 32))
+
+
+def test_starts_from_a_hierarchy_file(tmp_path):
+    path = tmp_path / 'hierarchy.json'
+    path.write_text('{"starts": [0, 1, 3], "threshold": 0.95}')
+    _, twin = seg_pair(prompt=ship(starts=str(path)))
+    assert twin.prompter.starts == [0, 1, 3]
+    assert twin.prompter.ap_starts == [1, 3]
+
+
+# -- bad input ----------------------------------------------------------------
+@pytest.mark.parametrize('kw, err, msg', [
+    (dict(starts=[0, 2, 2]), ValueError, 'strictly increasing'),
+    (dict(starts=[0, 3, 1]), ValueError, 'strictly increasing'),
+    (dict(starts=[0, 2, 4]), ValueError, 'outside the backbone'),
+    (dict(starts=[1, 2, 3]), ValueError, 'begin with block 0'),
+    (dict(starts=None), ValueError, 'ship_hierarchy.py'),
+    (dict(starts='no/such/hierarchy.json'), FileNotFoundError,
+     'ship_hierarchy.py'),
+    (dict(prototypes=torch.randn(5, 16)), ValueError, '16-dim.*32-dim'),
+    (dict(prototypes=None), ValueError, 'ship_prototypes.py'),
+    (dict(prototypes='no/such/prototypes.pth'), FileNotFoundError,
+     'ship_prototypes.py'),
+    (dict(prototypes=torch.randn(5)), ValueError, r'\(K, D\)'),
+    (dict(starts=[0, 2], ap_groups=2), ValueError,
+     'at least 3 groups.*has 2'),
+    (dict(ap_groups=3), ValueError, 'at least 4 groups'),
+    (dict(tau=0.0), ValueError, 'tau'),
+    (dict(ap=False), ValueError, 'ap=False'),
+    (dict(pml_block=4), ValueError, r'block\(s\) \[4\]'),
+    (dict(sip=False, ssp=False, ap=False, prototypes=None, pml_block=0),
+     ValueError, 'no prompts'),
+])
+def test_bad_input(kw, err, msg):
+    with pytest.raises(err, match=msg):
+        seg_pair(prompt=ship(**kw))
+
+
+def test_ap_and_pml_need_a_cls_token():
+    with pytest.raises(ValueError, match='with_cls_token=True'):
+        seg_pair(prompt=ship(), with_cls_token=False)
+    # SIP + SSP alone do not
+    seg_pair(prompt=ship(**ABLATION['+ssp']), with_cls_token=False)
+
+
+def test_too_few_patches_for_ap():
+    _, twin = seg_pair(prompt=ship(ap_tokens=17))
+    with pytest.raises(ValueError, match='top 17 patches.*16 patches'):
+        twin(torch.randn(1, 3, 32, 32))

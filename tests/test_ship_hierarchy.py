@@ -1,0 +1,159 @@
+"""SHIP's semantic hierarchy: greedy grouping, affinity, block recorder."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmship.ship.hierarchy import (AffinityMeter, block_descriptors,
+                                   compute_affinity, greedy_hierarchy,
+                                   groups_of, last_block_tokens,
+                                   load_hierarchy, plot_affinity,
+                                   record_block_outputs, resolve_starts)
+from tiny import SEG_ARGS, pretrain_pair, seg_pair
+
+
+# -- greedy search ------------------------------------------------------------
+def test_every_layer_its_own_group():
+    assert greedy_hierarchy(np.eye(5), 0.95) == [0, 1, 2, 3, 4]
+
+
+def test_one_group():
+    S = np.full((6, 6), 0.99)
+    assert greedy_hierarchy(S, 0.95) == [0]
+
+
+def test_similarity_is_measured_against_the_groups_first_layer():
+    # Neighbours are always similar (0.99), but block 2 has drifted away
+    # from block 0: comparing with the previous block would keep one group.
+    S = np.array([[1.00, 0.97, 0.94, 0.90],
+                  [0.97, 1.00, 0.99, 0.95],
+                  [0.94, 0.99, 1.00, 0.99],
+                  [0.90, 0.95, 0.99, 1.00]])
+    assert greedy_hierarchy(S, 0.95) == [0, 2]
+    # ... and the new group is then measured against block 2
+    S[2, 3] = S[3, 2] = 0.80
+    assert greedy_hierarchy(S, 0.95) == [0, 2, 3]
+
+
+def test_threshold_is_strict_and_matches_the_paper_example():
+    # groups {0,1},{2,3},{4,5},{6,7},{8,9,10},{11}
+    starts = [0, 2, 4, 6, 8, 11]
+    S = np.full((12, 12), 0.5)
+    for group in groups_of(starts, 12):
+        for i in group:
+            for j in group:
+                S[i, j] = 0.96
+    np.fill_diagonal(S, 1.0)
+    assert greedy_hierarchy(S, 0.95) == starts
+    assert greedy_hierarchy(S, 0.96) == starts  # equal is not below
+    assert greedy_hierarchy(S, 0.97) == list(range(12))
+    assert greedy_hierarchy(S, 0.40) == [0]
+
+
+def test_greedy_refuses_non_square():
+    with pytest.raises(ValueError, match='square'):
+        greedy_hierarchy(np.ones((3, 4)))
+
+
+def test_groups_of():
+    assert groups_of([0, 2, 3], 5) == [[0, 1], [2], [3, 4]]
+
+
+# -- affinity -----------------------------------------------------------------
+def test_affinity_meter_mean_and_std_by_hand():
+    torch.manual_seed(3)
+    desc = torch.randn(7, 4, 5)
+    meter = AffinityMeter()
+    meter.update(desc[:3])
+    meter.update(desc[3:])
+    per_image = np.zeros((7, 4, 4))
+    for b in range(7):
+        for i in range(4):
+            for j in range(4):
+                per_image[b, i, j] = F.cosine_similarity(
+                    desc[b, i], desc[b, j], dim=0).item()
+    np.testing.assert_allclose(meter.mean, per_image.mean(0), atol=1e-6)
+    np.testing.assert_allclose(meter.std, per_image.std(0), atol=1e-6)
+    np.testing.assert_allclose(np.diag(meter.mean), 1.0, atol=1e-6)
+    assert meter.count == 7
+
+
+def test_compute_affinity_stops_at_num_images():
+    _, twin = seg_pair()
+    batches = [torch.randn(3, 3, 32, 32) for _ in range(4)]
+    mean, std, count = compute_affinity(twin, batches, 'cls', num_images=5)
+    assert count == 5 and mean.shape == (4, 4) and std.shape == (4, 4)
+    # the same as the first five images alone
+    ref, _, _ = compute_affinity(
+        twin, [torch.cat(batches[:2])[:5]], 'cls')
+    np.testing.assert_allclose(mean, ref, atol=1e-6)
+
+
+# -- recording block outputs --------------------------------------------------
+def test_seg_block_descriptors_equal_the_hosts_per_block_outputs():
+    n = SEG_ARGS['num_layers']
+    host, twin = seg_pair(out_indices=tuple(range(n)), final_norm=False,
+                          output_cls_token=True)
+    img = torch.randn(2, 3, 32, 32)
+    outs = host(img)
+    cls = block_descriptors(twin, img, 'cls')
+    mean = block_descriptors(twin, img, 'mean_patch')
+    assert cls.shape == (2, n, 32)
+    for i, (fmap, cls_tok) in enumerate(outs):
+        torch.testing.assert_close(cls[:, i], cls_tok, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mean[:, i], fmap.mean((2, 3)), atol=1e-5,
+                                   rtol=1e-5)
+    # the recorder is gone afterwards
+    assert '_run_blocks' not in vars(twin)
+
+
+def test_pretrain_block_descriptors_equal_the_hosts_raw_outputs():
+    host, twin = pretrain_pair(out_indices=(0, 1, 2, 3), out_type='raw',
+                               final_norm=False)
+    img = torch.randn(2, 3, 32, 32)
+    outs = host(img)
+    cls = block_descriptors(twin, img, 'cls')
+    mean = block_descriptors(twin, img, 'mean_patch')
+    for i, raw in enumerate(outs):
+        torch.testing.assert_close(cls[:, i], raw[:, 0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mean[:, i], raw[:, 1:].mean(1), atol=1e-5,
+                                   rtol=1e-5)
+    # last block tokens are taken before the final norm
+    host2, twin2 = pretrain_pair(out_indices=(3, ), out_type='raw',
+                                 final_norm=True)
+    tokens = last_block_tokens(twin2, img)
+    torch.testing.assert_close(host2.ln1(tokens), host2(img)[0], atol=1e-5,
+                               rtol=1e-5)
+    assert not torch.allclose(tokens, host2(img)[0], atol=1e-3)
+
+
+def test_cls_descriptor_needs_a_cls_token():
+    _, twin = seg_pair(with_cls_token=False)
+    with pytest.raises(ValueError, match='mean_patch'):
+        block_descriptors(twin, torch.randn(1, 3, 32, 32), 'cls')
+    assert block_descriptors(twin, torch.randn(1, 3, 32, 32),
+                             'mean_patch').shape == (1, 4, 32)
+
+
+def test_recorder_refuses_plain_hosts():
+    host, _ = seg_pair()
+    with pytest.raises(TypeError, match='PromptedSegViT'):
+        with record_block_outputs(host, lambda i, x: None):
+            pass
+
+
+# -- files --------------------------------------------------------------------
+def test_hierarchy_json_and_plot(tmp_path):
+    path = tmp_path / 'h.json'
+    path.write_text(json.dumps(dict(starts=[0, 2, 3], threshold=0.9)))
+    assert load_hierarchy(str(path)) == [0, 2, 3]
+    assert resolve_starts(str(path)) == [0, 2, 3]
+    assert resolve_starts((0, 1)) == [0, 1]
+    assert resolve_starts(None) is None
+    with pytest.raises(FileNotFoundError, match='ship_hierarchy.py'):
+        load_hierarchy(str(tmp_path / 'missing.json'))
+    png = tmp_path / 'a.png'
+    plot_affinity(np.eye(4), [0, 2], str(png))
+    assert png.stat().st_size > 1000
