@@ -24,7 +24,6 @@ model = dict(
         layer_scale_init_value=1e-5,
         out_type='featmap',
         out_indices=(2, 5, 8, 11),
-        prompt=None,
         init_cfg=dict(type='Pretrained',
                       checkpoint=bench_root + '/weights/dinov2_vits14_fp32.pth')),
     neck=dict(type='MultiLevelNeck', in_channels=[384] * 4, out_channels=384,

@@ -19,7 +19,6 @@ model = dict(
         patch_size=14,
         layer_scale_init_value=1e-5,
         out_type='cls_token',
-        prompt=None,
         init_cfg=dict(type='Pretrained',
                       checkpoint=bench_root + '/weights/dinov2_vits14_fp32.pth')),
     neck=None,

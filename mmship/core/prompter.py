@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.model import BaseModule
+from mmengine.registry import DefaultScope
 from torch import Tensor, nn
 
 from mmship.registry import PROMPTERS
@@ -159,7 +160,9 @@ class Prompter(BaseModule):
 def build_prompter(cfg: Optional[dict], **host_args) -> Optional[Prompter]:
     if cfg is None:
         return None
-    return PROMPTERS.build(cfg, default_args=host_args)
+    # Prompters live in mmship's own registry whatever the config's scope.
+    with DefaultScope.overwrite_default_scope('mmship'):
+        return PROMPTERS.build(cfg, default_args=host_args)
 
 
 __all__ = ['Prompter', 'PromptContext', 'build_prompter']

@@ -20,8 +20,7 @@ ViT_B = dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4)
 TINY = dict(embed_dims=64, num_layers=4, num_heads=2, mlp_ratio=2)
 
 
-def methods(num_layers):
-    last = num_layers - 1
+def methods(num_layers, dims):
     third = max(1, num_layers // 3)
     starts = [0, third, 2 * third]
     return {
@@ -33,10 +32,12 @@ def methods(num_layers):
         'VPT-deep 10': dict(type='Prompter', placements=[
             dict(kind='deep', num_tokens=10)]),
         'SHIP (SIP50+SSP10+AP10, DA, PML)': dict(
-            type='SHIPPrompter', starts=starts, sip_tokens=50),
-        'DA-VPT (10, proxies 10)': dict(type='DAVPTPrompter', num_tokens=10),
+            type='SHIPPrompter', starts=starts, num_tokens=50,
+            prototypes=torch.randn(200, dims['embed_dims'])),
+        'DA-VPT (10, proxies 10)': dict(type='DAVPTPrompter', num_tokens=10,
+                                        num_classes=10),
         'DA-VPT+ (k/v bias)': dict(type='DAVPTPrompter', num_tokens=10,
-                                   bias_tuning=['k', 'v']),
+                                   num_classes=10, bias_tuning=['k', 'v']),
     }
 
 
@@ -53,24 +54,13 @@ def build(task, dims, prompt, img):
                        out_type='cls_token', prompt=prompt)
 
 
-def timed(fn, iters, device):
-    for _ in range(3):
-        fn()
+def sync(device):
     if device == 'cuda':
         torch.cuda.synchronize()
-    best = float('inf')
-    for _ in range(3):  # best of three rounds
-        start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        best = min(best, (time.perf_counter() - start) / iters)
-    return best
 
 
-def measure(model, batch, img, device, iters, targets):
-    model = model.to(device)
+def step_fns(model, batch, img, device, targets):
+    """(train step, inference) closures for one model."""
     x = torch.randn(batch, 3, img, img, device=device, requires_grad=True)
     dtype = torch.bfloat16 if device == 'cuda' else torch.float32
 
@@ -93,11 +83,16 @@ def measure(model, batch, img, device, iters, targets):
         with torch.autocast(device, dtype=dtype, enabled=device == 'cuda'):
             model(x)
 
-    t_train = timed(train_step, iters, device)
-    t_infer = timed(infer, iters, device)
-    mem = torch.cuda.max_memory_allocated() / 2**30 if device == 'cuda' \
-        else float('nan')
-    return t_train, t_infer, mem
+    return train_step, infer
+
+
+def time_once(fn, iters, device):
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / iters
 
 
 def fake_targets(task, batch, img, device, num_classes=10):
@@ -118,41 +113,80 @@ def main():
     p.add_argument('--tiny', action='store_true', help='tiny ViT (smoke)')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--tasks', nargs='+', default=['seg', 'cls'])
+    p.add_argument('--warmup', type=int, default=10)
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--profile', nargs='*', default=[],
+                   help='method names to profile after timing')
     args = p.parse_args()
     dims = TINY if args.tiny else ViT_B
     settings = dict(seg=(8, 512), cls=(64, 224))
     if args.tiny:
-        settings = dict(seg=(2, 64), cls=(4, 32))
+        settings = dict(seg=(2, 64), cls=(4, 64))
     print(f'device: {torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}'
           f', torch {torch.__version__}, dims {dims}')
     for task in args.tasks:
         batch, img = settings[task]
         print(f'\n## {task}: batch {batch}, {img}x{img}, '
               f'{(img // 16) ** 2 + 1} instance tokens')
-        print('| method | train step (ms) | x frozen | inference (ms) | '
-              'x frozen | peak mem (GiB) |')
-        print('| --- | --- | --- | --- | --- | --- |')
-        base = None
-        for name, prompt in methods(dims['num_layers']).items():
+        runs = {}
+        for name, prompt in methods(dims['num_layers'], dims).items():
             try:
-                model = build(task, dims, prompt, img)
-            except KeyError as exc:  # method not registered in this build
-                print(f'| {name} | not available: {exc} | | | | |')
+                model = build(task, dims, prompt, img).to(args.device)
+            except (KeyError, TypeError, ValueError) as exc:
+                print(f'{name}: not available ({exc})')
                 continue
-            if args.device == 'cuda':
-                torch.cuda.reset_peak_memory_stats()
             needs = getattr(model.prompter, 'needs_targets', False)
             targets = fake_targets(task, batch, img, args.device) \
                 if needs else None
-            t_train, t_infer, mem = measure(model, batch, img, args.device,
-                                            args.iters, targets)
-            base = base or (t_train, t_infer)
-            print(f'| {name} | {t_train * 1e3:.1f} | '
-                  f'{t_train / base[0]:.3f} | {t_infer * 1e3:.1f} | '
-                  f'{t_infer / base[1]:.3f} | {mem:.2f} |', flush=True)
-            del model
+            train, infer = step_fns(model, batch, img, args.device, targets)
             if args.device == 'cuda':
-                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            for _ in range(args.warmup):
+                train()
+                infer()
+            sync(args.device)
+            mem = torch.cuda.max_memory_allocated() / 2**30 \
+                if args.device == 'cuda' else float('nan')
+            runs[name] = dict(train=train, infer=infer, mem=mem,
+                              t_train=float('inf'), t_infer=float('inf'))
+        # Rounds interleave the methods so that no method is favoured by
+        # clocks, caches or allocator state; each keeps its best round.
+        for _ in range(args.rounds):
+            for run in runs.values():
+                run['t_train'] = min(run['t_train'], time_once(
+                    run['train'], args.iters, args.device))
+                run['t_infer'] = min(run['t_infer'], time_once(
+                    run['infer'], args.iters, args.device))
+        base = runs['frozen (no prompts)']
+        print('| method | train step (ms) | x frozen | inference (ms) | '
+              'x frozen | peak train mem (GiB) | x frozen |')
+        print('| --- | --- | --- | --- | --- | --- | --- |')
+        for name, run in runs.items():
+            print(f'| {name} | {run["t_train"] * 1e3:.1f} | '
+                  f'{run["t_train"] / base["t_train"]:.3f} | '
+                  f'{run["t_infer"] * 1e3:.1f} | '
+                  f'{run["t_infer"] / base["t_infer"]:.3f} | '
+                  f'{run["mem"]:.2f} | {run["mem"] / base["mem"]:.3f} |',
+                  flush=True)
+        if args.profile:
+            profile(runs, args.profile, args.device)
+        runs.clear()
+        if args.device == 'cuda':
+            torch.cuda.empty_cache()
+
+
+def profile(runs, names, device):
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    for name in names:
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                         if device == 'cuda' else [])
+        with torch_profile(activities=acts) as prof:
+            for _ in range(5):
+                runs[name]['train']()
+            sync(device)
+        key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
+        print(f'\n### profile of the train step: {name}')
+        print(prof.key_averages().table(sort_by=key, row_limit=15))
 
 
 if __name__ == '__main__':
