@@ -134,3 +134,16 @@ def test_vpt_init_bound_and_dropout():
     tokens = twin.prompter.sources['deep_0'].tokens
     assert tokens.abs().max() <= bound and tokens.abs().max() > 0.9 * bound
     assert twin.prompter.sources['deep_0'].dropout.p == 0.1
+
+
+@pytest.mark.parametrize('decoupled', [False, True])
+def test_dropping_dead_prompt_outputs_keeps_instance_outputs(decoupled):
+    """VPT-deep prompts die after every block, so the engine skips their
+    queries and FFN; instance outputs must not change."""
+    prompt = deep(attention=dict(decoupled=decoupled, lambda_d=0.3))
+    _, twin = seg_pair(prompt=prompt)
+    assert not any(twin.prompter.keeps_prompt_outputs(i) for i in range(4))
+    img = torch.randn(2, 3, 32, 32)
+    fast = twin(img)
+    twin.prompter.keeps_prompt_outputs = lambda block: True
+    _close(fast, twin(img))

@@ -45,20 +45,26 @@ class PromptAttention(nn.Module):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_instances: int,
                 dropout_p: float = 0.0) -> Tensor:
-        """q, k, v: (B, heads, N, head_dim) with N = num_instances + prompts.
+        """k, v: (B, heads, N, head_dim), N = num_instances + prompts; q has
+        the same rows, or the instance rows only when the prompt outputs are
+        not needed (the engine drops them when no later block uses them).
 
-        Returns the attention output in the same layout.
+        Returns the attention output for the rows of ``q``.
         """
-        num_prompts = q.shape[2] - num_instances
+        num_prompts = k.shape[2] - num_instances
         if not self.decoupled or num_prompts == 0:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        q_x, q_p = q.split([num_instances, num_prompts], dim=2)
+        q_x = q[:, :, :num_instances]
         k_x, k_p = k.split([num_instances, num_prompts], dim=2)
         v_x, v_p = v.split([num_instances, num_prompts], dim=2)
         i2i = F.scaled_dot_product_attention(q_x, k_x, v_x, dropout_p=dropout_p)
         i2p = F.scaled_dot_product_attention(q_x, k_p, v_p, dropout_p=dropout_p)
-        p2ip = F.scaled_dot_product_attention(q_p, k, v, dropout_p=dropout_p)
-        return torch.cat([torch.lerp(i2i, i2p, self.lambda_d), p2ip], dim=2)
+        out = torch.lerp(i2i, i2p, self.lambda_d)
+        if q.shape[2] == num_instances:
+            return out
+        p2ip = F.scaled_dot_product_attention(q[:, :, num_instances:], k, v,
+                                              dropout_p=dropout_p)
+        return torch.cat([out, p2ip], dim=2)
 
     def extra_repr(self) -> str:
         if self.decoupled:

@@ -16,8 +16,13 @@ from .prompter import Prompter, PromptContext, build_prompter
 
 def prompted_block(ops, x: Tensor, prompts: Optional[Tensor], attention,
                    training: bool, need_cls_attn: bool = False,
-                   bias_delta: Optional[Tensor] = None):
+                   bias_delta: Optional[Tensor] = None,
+                   keep_prompts: bool = True):
     """One transformer block over ``[x, prompts]``.
+
+    With ``keep_prompts=False`` the prompts only lend their keys and values:
+    their queries, attention outputs and FFN are never computed (VPT-deep
+    drops them after every block anyway).
 
     Returns instance outputs, prompt outputs (or None) and the CLS attention
     over patches (or None).
@@ -25,10 +30,12 @@ def prompted_block(ops, x: Tensor, prompts: Optional[Tensor], attention,
     n = x.shape[1]
     tokens = x if prompts is None else torch.cat([x, prompts], dim=1)
     q, k, v = ops.qkv(ops.norm1(tokens), bias_delta)
+    if not keep_prompts:
+        q, tokens = q[:, :, :n], x
     o = attention(q, k, v, n, dropout_p=ops.attn_drop if training else 0.0)
     cls_attn = cls_attention(q, k, n) if need_cls_attn else None
     tokens = ops.ffn_residual(ops.attn_residual(tokens, o))
-    if prompts is None:
+    if prompts is None or not keep_prompts:
         return tokens, None, cls_attn
     return tokens[:, :n], tokens[:, n:], cls_attn
 
@@ -101,6 +108,7 @@ class PromptedBackboneMixin:
             if prompter is None:
                 prompts, names, sizes = None, [], []
                 attention, need_cls, bias_delta = _PLAIN_ATTENTION, False, None
+                keep = False
             else:
                 prompt_sets = prompter.block_prompts(i, ctx, x, carried)
                 names = list(prompt_sets)
@@ -110,8 +118,9 @@ class PromptedBackboneMixin:
                 attention = prompter.block_attention(i)
                 need_cls = prompter.needs_cls_attention(i)
                 bias_delta = prompter.qkv_bias_delta(i)
+                keep = prompter.keeps_prompt_outputs(i)
             args = (ops, x, prompts, attention, self.training, need_cls,
-                    bias_delta)
+                    bias_delta, keep)
             if getattr(self, 'with_cp', False) and self.training:
                 x_out, p_out, cls_attn = checkpoint(
                     prompted_block, *args, use_reentrant=False)

@@ -134,6 +134,18 @@ class Prompter(BaseModule):
         """Whether the engine must record the CLS attention of ``block``."""
         return False
 
+    def needs_prompt_outputs(self, block: int) -> bool:
+        """Whether ``after_block`` reads the prompt outputs of ``block``."""
+        return False
+
+    def keeps_prompt_outputs(self, block: int) -> bool:
+        """Prompt outputs are computed only where a later block carries them
+        or a hook reads them."""
+        following = self.schedule[block + 1] if block + 1 < self.num_layers \
+            else []
+        return any(isinstance(s, Carry) for s in following) or \
+            self.needs_prompt_outputs(block)
+
     def qkv_bias_delta(self, block: int) -> Optional[Tensor]:
         """A learnable addition to the block's fused qkv bias, if tuned."""
         return None

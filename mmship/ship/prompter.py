@@ -38,19 +38,22 @@ def attribute_mixture(z: Tensor, prototypes: Tensor, tau: float) -> Tensor:
     """``softmax(cos(z, A) / tau) @ A`` for z (B, N, D), A (K, D).
 
     Cosines are normalised matmuls (B, N, K); nothing of size B*N*K*D is
-    formed.  Computed in float32."""
-    a = prototypes.float()
-    cos = F.normalize(z.float(), dim=-1) @ F.normalize(a, dim=-1).t()
-    return (cos / tau).softmax(dim=-1) @ a
+    formed.  Computed in float32 (autocast off: the matrices are small)."""
+    with torch.autocast(z.device.type, enabled=False):
+        a = prototypes.float()
+        cos = F.normalize(z.float(), dim=-1) @ F.normalize(a, dim=-1).t()
+        return (cos / tau).softmax(dim=-1) @ a
 
 
 def prompt_matching_loss(prompts: Tensor, patches: Tensor) -> Tensor:
     """``mean_i min_j (1 - cos(p_i, z_j))`` per image, averaged over the batch.
 
-    prompts: (B, N_p, D) prompt outputs; patches: (B, N_m, D)."""
-    cos = F.normalize(prompts.float(), dim=-1) @ \
-        F.normalize(patches.float(), dim=-1).transpose(1, 2)
-    return (1.0 - cos.amax(dim=-1)).mean()
+    prompts: (B, N_p, D) prompt outputs; patches: (B, N_m, D).  Computed in
+    float32 (autocast off)."""
+    with torch.autocast(prompts.device.type, enabled=False):
+        cos = F.normalize(prompts.float(), dim=-1) @ \
+            F.normalize(patches.float(), dim=-1).transpose(1, 2)
+        return (1.0 - cos.amax(dim=-1)).mean()
 
 
 class AttributePrompts(LearnablePrompts):
@@ -303,6 +306,9 @@ class SHIPPrompter(Prompter):
         if block + 1 in self.ap_starts:
             return True
         return self.pml_block == block and self.training
+
+    def needs_prompt_outputs(self, block: int) -> bool:
+        return block == self.pml_block and self.training
 
     def after_block(self, block: int, ctx: PromptContext, ops, x_in: Tensor,
                     prompts_in: Dict[str, Tensor], x_out: Tensor,
