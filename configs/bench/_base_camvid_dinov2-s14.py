@@ -1,13 +1,14 @@
 # CamVid (11 classes, ../shared/bench/camvid) on the frozen DINOv2-layout
-# ViT-S/14 + UperNet: the segmentation benchmark every method of mmship is
-# compared on (train -> val).  Data and weights come from $MMSHIP_BENCH
+# ViT-S/14: the segmentation benchmark every method of mmship is compared on
+# (train -> val).  The decoder is the bench README's linear probe (a 1x1 conv
+# on the block-12 patch tokens, bilinear upsampling; 1500 AdamW steps of
+# batch 16), so that the methods differ only in how they adapt the backbone.  Data and weights come from $MMSHIP_BENCH
 # (default data/bench; see tools/benchmark/prepare_bench.sh).
 default_scope = 'mmseg'
 custom_imports = dict(imports=['mmship'], allow_failed_imports=False)
 bench_root = '{{$MMSHIP_BENCH:data/bench}}'
 data_root = bench_root + '/camvid'
 crop_size = (364, 476)  # multiples of the 14 px patch, ~CamVid's 360x480
-norm_cfg = dict(type='BN', requires_grad=True)  # single-GPU runs
 
 data_preprocessor = dict(
     type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
@@ -23,15 +24,13 @@ model = dict(
         patch_size=14,
         layer_scale_init_value=1e-5,
         out_type='featmap',
-        out_indices=(2, 5, 8, 11),
+        out_indices=(11, ),
         init_cfg=dict(type='Pretrained',
                       checkpoint=bench_root + '/weights/dinov2_vits14_fp32.pth')),
-    neck=dict(type='MultiLevelNeck', in_channels=[384] * 4, out_channels=384,
-              scales=[4, 2, 1, 0.5]),
     decode_head=dict(
-        type='UPerHead', in_channels=[384] * 4, in_index=[0, 1, 2, 3],
-        pool_scales=(1, 2, 3, 6), channels=256, dropout_ratio=0.1,
-        num_classes=11, norm_cfg=norm_cfg, align_corners=False,
+        type='FCNHead', in_channels=384, in_index=0, channels=384,
+        num_convs=0, concat_input=False, dropout_ratio=0.0, num_classes=11,
+        norm_cfg=None, align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
                          loss_weight=1.0)),
     train_cfg=dict(),
@@ -64,7 +63,7 @@ _dataset = dict(type=dataset_type, data_root=data_root, metainfo=metainfo,
                 img_suffix='.jpg', seg_map_suffix='.png',
                 reduce_zero_label=False, ignore_index=255)
 train_dataloader = dict(
-    batch_size=8, num_workers=6, persistent_workers=True,
+    batch_size=16, num_workers=6, persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(**_dataset, pipeline=train_pipeline,
                  data_prefix=dict(img_path='img_dir/train',
@@ -80,7 +79,7 @@ val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
 # Same schedule and budget for every method.
-max_iters = 2000
+max_iters = 1500
 optim_wrapper = dict(
     type='AmpOptimWrapper', dtype='bfloat16',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),

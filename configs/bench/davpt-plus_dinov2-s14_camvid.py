@@ -1,0 +1,3 @@
+# DA-VPT+: DA-VPT plus the attention key and value biases of every block.
+_base_ = ['./davpt_dinov2-s14_camvid.py']
+model = dict(backbone=dict(prompt=dict(bias_tuning=['k', 'v'])))

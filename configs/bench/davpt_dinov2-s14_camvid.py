@@ -1,0 +1,18 @@
+# DA-VPT on the CamVid benchmark: VPT-deep (10 prompts per block, as the
+# VPT-deep baseline); the last block's 10 prompts are proxies of the 11
+# classes, clustered from mask-pooled class means before training.
+_base_ = ['./_base_camvid_dinov2-s14.py']
+model = dict(backbone=dict(prompt=dict(
+    type='DAVPTPrompter',
+    num_classes=11,
+    num_tokens=10,
+    num_proxies=10,
+    proxy_blocks=[-1],
+    patch_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32., delta=0.1,
+                    loss_weight=0.05),  # beta (segmentation default)
+    cls_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32., delta=0.1,
+                  loss_weight=0.05),  # lambda
+    bias_tuning=[],
+    dropout=0.1)))
+custom_hooks = [dict(type='DAVPTMappingHook', images_per_class=10,
+                     by_epoch=False)]
