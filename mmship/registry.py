@@ -4,6 +4,7 @@ Modules that serve both hosts are registered into mmseg's and mmpretrain's
 MODELS (see ``register_both``); prompt methods ("prompters") live in mmship's
 own registry, built by the prompted backbones from their ``prompt`` argument.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
@@ -11,6 +12,8 @@ MODELS = Registry('mmship model', parent=MMENGINE_MODELS, scope='mmship',
                   locations=['mmship.models', 'mmship.core'])
 PROMPTERS = Registry('prompter', scope='mmship',
                      locations=['mmship.core', 'mmship.ship', 'mmship.davpt'])
+HOOKS = Registry('mmship hook', parent=MMENGINE_HOOKS, scope='mmship',
+                 locations=['mmship.davpt'])
 
 
 def register_both(cls=None, *, name=None):

@@ -141,6 +141,15 @@ def test_ap_in_a_forward_gets_the_previous_blocks_attention_and_grads():
     def keep(i, x):
         entering[i + 1] = x
 
+    blocks = {}
+    orig_after = p.after_block
+
+    def after_spy(block, ctx, ops, x_in, prompts_in, x_out, prompts_out):
+        blocks[block] = (ops, x_in, prompts_in)
+        return orig_after(block, ctx, ops, x_in, prompts_in, x_out,
+                          prompts_out)
+
+    p.after_block = after_spy
     from mmship.ship.hierarchy import record_block_outputs
     AttributePrompts.forward = spy
     try:
@@ -155,6 +164,14 @@ def test_ap_in_a_forward_gets_the_previous_blocks_attention_and_grads():
         assert cls_attn.shape == (2, PATCHES)   # patches only, probabilities
         assert (cls_attn > 0).all() and (cls_attn.sum(1) < 1).all()
         torch.testing.assert_close(x, entering[start])
+        # the CLS attention (I2I softmax, mean over heads) of block start-1
+        ops, x_in, prompts_in = blocks[start - 1]
+        tokens = torch.cat([x_in] + list(prompts_in.values()), 1)
+        q, k, _ = ops.qkv(ops.norm1(tokens))
+        want = torch.einsum('bhd,bhnd->bhn', q[:, :, 0],
+                            k[:, :, :1 + PATCHES]) / math.sqrt(q.shape[-1])
+        want = want.softmax(-1).mean(1)[:, 1:]
+        torch.testing.assert_close(cls_attn, want, atol=1e-5, rtol=1e-4)
     sum(o.sum() for o in outs).backward()
     for s in p.ap_starts:
         grad = p.sources[f'ap_{s}'].tokens.grad
@@ -199,12 +216,13 @@ def test_pml_in_a_forward_equals_a_hand_computation(pair):
     _, losses = twin.forward_with_losses(torch.randn(2, 3, 32, 32))
     assert set(losses) == {'loss_pml'}
 
-    # CLS attention of block 3 from scratch, over *all* keys (prompts too)
+    # CLS attention of block 3 from scratch: with decoupled attention the
+    # CLS query's (I2I) softmax runs over the instance keys
     ops = captured['ops']
     tokens = torch.cat([captured['x_in']] + list(
         captured['prompts_in'].values()), 1)
     q, k, _ = ops.qkv(ops.norm1(tokens))
-    attn = torch.einsum('bhd,bhnd->bhn', q[:, :, 0], k)
+    attn = torch.einsum('bhd,bhnd->bhn', q[:, :, 0], k[:, :, :1 + PATCHES])
     attn = (attn / math.sqrt(q.shape[-1])).softmax(-1).mean(1)
     top = attn[:, 1:1 + PATCHES].topk(3, dim=1).indices + 1
     prompts = torch.cat(list(captured['prompts_out'].values()), 1)

@@ -8,7 +8,7 @@ _base_ = ['./_base_camvid_dinov2-s14.py']
 
 ship_dir = 'work_dirs/ship_offline/dinov2-s14_camvid'
 ship_offline = dict(descriptor='mean_patch', threshold=0.95, num_images=367,
-                    k=200, prototype_descriptor='cls', pipeline='test')
+                    k=200, prototype_descriptor='patch', pipeline='test')
 model = dict(backbone=dict(prompt=dict(
     type='SHIPPrompter',
     starts=ship_dir + '/hierarchy.json',
