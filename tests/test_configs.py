@@ -1,0 +1,123 @@
+"""Every config under configs/ builds its model, and one training step on a
+small input reaches every trainable parameter (what DDP with
+find_unused_parameters=False needs) and no frozen one.  No weights are
+loaded: init_weights is not called."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+
+from conftest import REPO
+from mmship.engine.launch import build_model, load_config
+
+CONFIGS = sorted(
+    osp.relpath(p, REPO)
+    for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in osp.relpath(p, REPO).split(osp.sep))
+
+
+def test_configs_found():
+    assert 'configs/demo.py' in CONFIGS
+    assert len(CONFIGS) >= 5
+
+
+def _stand_in_offline_artifacts(cfg):
+    """Configs that name files written by offline tools (SHIP's hierarchy
+    and prototypes) get stand-ins when the files are not there: the test is
+    about the config, not about having run the tools."""
+    prompt = cfg.model.get('backbone', {}).get('prompt') or {}
+    starts = prompt.get('starts')
+    if isinstance(starts, str) and not osp.isfile(starts):
+        prompt['starts'] = [0, 2, 4, 6, 8]
+    protos = prompt.get('prototypes')
+    if isinstance(protos, str) and not osp.isfile(protos):
+        prompt['prototypes'] = 16  # an empty buffer, filled below
+
+
+def _fill_offline_state(model):
+    """After the build: random prototypes for empty prototype buffers, a
+    round-robin class-to-prompt mapping where one is computed by a hook at
+    the start of training (DA-VPT)."""
+    for module in model.modules():
+        protos = getattr(module, 'prototypes', None)
+        if isinstance(protos, torch.Tensor) and not protos.abs().sum() > 0:
+            protos.normal_()
+        if getattr(module, 'mapping_ready', True) is False:
+            module.set_mapping(torch.arange(module.num_classes) %
+                               module.num_proxies)
+
+
+def _seg_batch(num_classes, size=64, batch=2):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    samples = []
+    for _ in range(batch):
+        s = SegDataSample(metainfo=dict(img_shape=(size, size),
+                                        ori_shape=(size, size),
+                                        pad_shape=(size, size)))
+        s.gt_sem_seg = PixelData(
+            data=torch.randint(0, num_classes, (1, size, size)))
+        samples.append(s)
+    return torch.randn(batch, 3, size, size), samples
+
+
+def _cls_batch(num_classes, size=64, batch=2):
+    from mmpretrain.structures import DataSample
+    samples = [DataSample().set_gt_label(i % num_classes)
+               for i in range(batch)]
+    return torch.randn(batch, 3, size, size), samples
+
+
+#: model configs already stepped (aliases repeat their target's model).
+_STEPPED = {}
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_builds_and_trains_a_step(path):
+    torch.manual_seed(0)
+    cfg = load_config(osp.join(REPO, path))
+    assert 'mmship' in cfg.custom_imports['imports']
+    _stand_in_offline_artifacts(cfg)
+    key = (cfg.default_scope, repr(cfg.model.to_dict()))
+    if key in _STEPPED:
+        return  # same model as an already tested config
+    _STEPPED[key] = path
+    model = build_model(cfg)
+    _fill_offline_state(model)
+    backbone = model.backbone
+    # a 4 x 4 patch grid: small, and enough patches for the methods that
+    # pick the top-k patches
+    size = 4 * backbone.patch_size
+    if cfg.default_scope == 'mmseg':
+        inputs, samples = _seg_batch(model.decode_head.num_classes, size)
+    else:
+        inputs, samples = _cls_batch(model.head.num_classes, size)
+
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable, 'nothing to train'
+    prompter = getattr(backbone, 'prompter', None)
+    if prompter is not None:
+        assert any(p.requires_grad for p in prompter.parameters()), \
+            'the prompter has no trainable parameter'
+    if getattr(backbone, 'freeze_backbone', False):
+        import fnmatch
+        patterns = list(getattr(backbone, 'trainable', []))
+        leaked = [n for n, p in backbone.named_parameters()
+                  if p.requires_grad and not n.startswith('prompter.')
+                  and not any(fnmatch.fnmatch(n, pat) for pat in patterns)]
+        assert not leaked, f'frozen backbone trains {leaked[:5]}'
+
+    model.train()
+    losses = model(inputs, samples, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    assert torch.isfinite(loss)
+    loss.backward()
+    no_grad = sorted(n for n, p in model.named_parameters()
+                     if p.requires_grad and p.grad is None)
+    assert not no_grad, f'trainable but unused (DDP would fail): {no_grad}'
+
+    model.eval()
+    with torch.no_grad():
+        out = model(inputs, samples, mode='predict')
+    assert len(out) == inputs.shape[0]
