@@ -54,6 +54,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # cheap checks first: the imports below take seconds
+    for path, what in ((args.config, 'Config file'),
+                       (args.checkpoint, 'checkpoint')):
+        if not osp.isfile(path) and '://' not in path:
+            sys.exit(f'tools/test.py: error: {what} {path!r} does not exist.')
     from mmengine.logging import print_log
 
     import mmship  # noqa: F401  (registers mmship's modules)

@@ -60,6 +60,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # cheap checks first: the imports below take seconds
+    if not osp.isfile(args.config):
+        sys.exit(f'tools/train.py: error: Config file {args.config!r} does '
+                 f'not exist.')
+    if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
+        sys.exit(f'tools/train.py: error: --resume checkpoint '
+                 f'{args.resume!r} does not exist.')
     import torch
     from mmengine.logging import print_log
 

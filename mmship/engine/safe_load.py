@@ -3,6 +3,8 @@ pickles a few of its own objects (the message hub's ``HistoryBuffer``) and
 numpy values into training checkpoints, so resuming fails with "Weights only
 load failed".  mmship allow-lists exactly those classes (keeping the safe
 loader) instead of turning the check off."""
+import pickle
+
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
@@ -21,7 +23,26 @@ def _numpy_globals():
     return names
 
 
-SAFE_GLOBALS = [HistoryBuffer] + _numpy_globals()
+def _history_buffer_attr(obj, name: str):
+    """Stands in for ``getattr`` while unpickling, for exactly one use.
+
+    ``HistoryBuffer.__getstate__`` saves its statistics methods
+    (``HistoryBuffer.mean`` ...), which pickle protocol 2 writes as
+    ``getattr(HistoryBuffer, 'mean')``.  Any other ``getattr`` is refused.
+    """
+    allowed = {'min', 'max', 'current', 'mean'} | set(
+        HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'Checkpoint asks for getattr({obj!r}, {name!r}); mmship only allows '
+        f'the statistics methods of mmengine\'s HistoryBuffer.')
+
+
+SAFE_GLOBALS = [HistoryBuffer] + _numpy_globals() + [
+    (_history_buffer_attr, '__builtin__.getattr'),  # pickle protocol 2
+    (_history_buffer_attr, 'builtins.getattr'),
+]
 
 
 def allow_mmengine_checkpoints() -> None:
