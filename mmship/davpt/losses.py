@@ -1,0 +1,114 @@
+"""Proxy-Anchor loss with prompts as proxies (METHODS.md 2.3).
+
+For features x_i and proxies p_k, both unit-normalised, s_ik = cos(x_i, p_k)
+and ``pos_mask[i, k]`` says whether x_i is a positive of proxy k (its class,
+or one of its classes, maps to k):
+
+    L = 1/|K+| sum_{k in K+} log(1 + sum_{i in pos(k)} exp(-alpha (s_ik - delta)))
+      + 1/|K|  sum_{k in K}  log(1 + sum_{i in neg(k)} exp( alpha (s_ik + delta)))
+
+K+ are the proxies with at least one positive in the batch, K all proxies:
+the positive term is averaged over proxies that have positives (a proxy
+without any would add log(1) = 0 and only dilute the mean), the negative term
+over every proxy (every proxy is pushed away from the features it does not
+own).  This is Proxy-Anchor's own normalisation.
+
+``log(1 + sum exp(z))`` is computed as ``logsumexp([0, z...])``, and the whole
+loss runs in fp32 with autocast off: alpha = 32 makes exp() overflow bf16/fp16.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmship.registry import MODELS
+
+
+def _log1p_sum_exp(z: Tensor, mask: Tensor) -> Tensor:
+    """Per column k: log(1 + sum_{i: mask[i, k]} exp(z[i, k])), stably."""
+    z = z.masked_fill(~mask, float('-inf'))
+    zero = z.new_zeros(1, z.shape[1])
+    return torch.logsumexp(torch.cat([zero, z], dim=0), dim=0)
+
+
+def proxy_anchor_loss(x: Tensor, proxies: Tensor, pos_mask: Tensor,
+                      alpha: float = 32.0, delta: float = 0.1) -> Tensor:
+    """Proxy-Anchor loss.
+
+    Args:
+        x: (N, D) features.
+        proxies: (K, D) proxies.
+        pos_mask: (N, K) bool, True where x_i is a positive of proxy k; each
+            row may have several Trues (multi-label).
+    Returns:
+        A scalar fp32 tensor.
+    """
+    if x.dim() != 2 or proxies.dim() != 2 or x.shape[1] != proxies.shape[1]:
+        raise ValueError(f'proxy_anchor_loss needs x (N, D) and proxies (K, D)'
+                         f', got {tuple(x.shape)} and {tuple(proxies.shape)}.')
+    if pos_mask.shape != (x.shape[0], proxies.shape[0]):
+        raise ValueError(f'pos_mask must be (N, K) = {(x.shape[0], proxies.shape[0])}'
+                         f', got {tuple(pos_mask.shape)}.')
+    device_type = x.device.type
+    with torch.autocast(device_type=device_type, enabled=False):
+        x = F.normalize(x.float(), dim=-1)
+        p = F.normalize(proxies.float(), dim=-1)
+        sim = x @ p.t()                                   # (N, K)
+        pos_mask = pos_mask.bool()
+        pos_term = _log1p_sum_exp(-alpha * (sim - delta), pos_mask)
+        neg_term = _log1p_sum_exp(alpha * (sim + delta), ~pos_mask)
+        with_pos = pos_mask.any(dim=0)
+        num_with_pos = with_pos.sum().clamp(min=1)
+        loss = (pos_term * with_pos).sum() / num_with_pos + neg_term.mean()
+    return loss
+
+
+@MODELS.register_module()
+class ProxyAnchorLoss(nn.Module):
+    """``proxy_anchor_loss`` times ``loss_weight`` (beta or lambda).
+
+    Args:
+        alpha (float): scale (Proxy-Anchor default 32).
+        delta (float): margin (Proxy-Anchor default 0.1).
+        loss_weight (float): weight of this instance in the total loss.
+    """
+
+    def __init__(self, alpha: float = 32.0, delta: float = 0.1,
+                 loss_weight: float = 1.0):
+        super().__init__()
+        self.alpha = float(alpha)
+        self.delta = float(delta)
+        self.loss_weight = float(loss_weight)
+
+    def forward(self, x: Tensor, proxies: Tensor,
+                pos_mask: Tensor) -> Tensor:
+        if x.shape[0] == 0:
+            # No feature in this batch (e.g. every pixel ignored): a zero that
+            # keeps the proxies in the graph.
+            return proxies.float().sum() * 0.0
+        return self.loss_weight * proxy_anchor_loss(
+            x, proxies, pos_mask, self.alpha, self.delta)
+
+    def extra_repr(self) -> str:
+        return (f'alpha={self.alpha}, delta={self.delta}, '
+                f'loss_weight={self.loss_weight}')
+
+
+def labels_to_pos_mask(labels: Tensor, mapping: Tensor,
+                       num_proxies: int) -> Tensor:
+    """(N,) class labels -> (N, M) bool, True at the proxy of each label."""
+    proxy = mapping[labels]
+    return F.one_hot(proxy, num_proxies).bool()
+
+
+def class_sets_to_pos_mask(class_sets: Tensor, mapping: Tensor,
+                           num_proxies: int) -> Tensor:
+    """(B, C) bool class presence -> (B, M) bool: proxy k is positive for an
+    image when any class present in it maps to k (multi-label)."""
+    onehot = F.one_hot(mapping, num_proxies).to(torch.float32)   # (C, M)
+    return (class_sets.to(torch.float32) @ onehot) > 0
+
+
+__all__ = ['proxy_anchor_loss', 'ProxyAnchorLoss', 'labels_to_pos_mask',
+           'class_sets_to_pos_mask']
