@@ -20,17 +20,24 @@ python -c 'import torch, torchvision; assert torch.__version__.startswith("2.11.
 
 # mmcv 2.1.0 with its compiled ops (mmseg imports them).  Built from source
 # against the installed torch without build isolation (an isolated build has
-# no torch and silently drops the ops); the wheel is cached per torch version.
+# no torch and silently drops the ops).  The wheel is cached per torch
+# version and Python tag, in .cache/ and in the user's cache (so that a fresh
+# clone on the same machine skips the build; MMSHIP_CACHE moves it).
 if ! python -c 'import mmcv, mmcv._ext; assert mmcv.__version__ == "2.1.0"' 2>/dev/null; then
-  torch_ver=$(python -c 'import torch; print(torch.__version__)')
-  cache=.cache/mmcv-wheels/torch-$torch_ver
-  if ! ls "$cache"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
-    echo "Building mmcv 2.1.0 with ops against torch $torch_ver (about 10 minutes on 2 cores)..."
+  key=$(python -c 'import sys, torch; print(f"torch-{torch.__version__}/cp{sys.version_info[0]}{sys.version_info[1]}")')
+  cache=.cache/mmcv-wheels/${key%/*}
+  user_cache=${MMSHIP_CACHE:-$HOME/.cache/mmship}/mmcv-wheels/${key%/*}
+  pat="mmcv-2.1.0-${key#*/}-*.whl"
+  whl=$(ls "$cache"/$pat "$user_cache"/$pat 2>/dev/null | head -n 1 || true)
+  if [ -z "$whl" ]; then
+    echo "Building mmcv 2.1.0 with ops against ${key%/*} (about 10 minutes on 2 cores)..."
     pipq ninja psutil
     MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} python -m pip wheel -q --no-deps \
       --no-build-isolation --no-cache-dir -w "$cache" mmcv==2.1.0
+    whl=$(ls "$cache"/$pat | head -n 1)
+    (mkdir -p "$user_cache" && cp "$whl" "$user_cache"/) 2>/dev/null || true
   fi
-  pipq --no-deps "$cache"/mmcv-2.1.0-*.whl
+  pipq --no-deps "$whl"
 fi
 
 pipq -r requirements.txt
