@@ -462,3 +462,36 @@ def test_hook_under_two_processes_broadcasts_rank0(tmp_path):
         assert p.exitcode == 0
     assert results[0] == results[1]
     assert _partition(torch.tensor(results[0][0])) == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_hook_pipeline_rebuilds_the_training_set(tmp_path):
+    """``pipeline=`` (classification configs pass their test pipeline) reads
+    the training set through it: a mmpretrain CustomDataset of image
+    folders, one per class."""
+    import mmcv
+    import numpy as np
+    from mmengine.registry import DATASETS
+    for c, colour in enumerate(COLOURS):
+        os.makedirs(tmp_path / 'data' / f'c{c}')
+        for i in range(3):
+            img = np.full((40, 40, 3), colour[::-1], dtype=np.uint8)  # BGR
+            mmcv.imwrite(img, str(tmp_path / 'data' / f'c{c}' / f'{i}.png'))
+    model = _classifier()
+    train_cfg = dict(type='CustomDataset', data_root=str(tmp_path / 'data'),
+                     pipeline=[dict(type='LoadImageFromFile'),
+                               dict(type='RandomResizedCrop', scale=32),
+                               dict(type='PackInputs')])
+    runner = FakeRunner(model, DATASETS.build(train_cfg), str(tmp_path))
+    runner.cfg = Config(dict(train_dataloader=dict(dataset=train_cfg)))
+    test_pipeline = [dict(type='LoadImageFromFile'),
+                     dict(type='Resize', scale=(32, 32)),
+                     dict(type='PackInputs')]
+    hook = DAVPTMappingHook(images_per_class=2, pipeline=test_pipeline)
+    hook.before_train(runner)
+    assert hook._dataset is not runner.train_dataloader.dataset
+    assert [type(t).__name__ for t in hook._dataset.pipeline.transforms] == \
+        ['LoadImageFromFile', 'Resize', 'PackInputs']
+    assert _partition(model.backbone.prompter.class_to_proxy) == \
+        [[0, 1], [2, 3], [4, 5]]
+    saved = json.load(open(tmp_path / 'davpt_class_mapping.json'))
+    assert saved['images_per_class'] == [2] * 6

@@ -349,3 +349,21 @@ def test_classifier_without_labels_fails_clearly():
     model = _classifier().train()
     with pytest.raises(ValueError, match='needs class labels'):
         model.loss(torch.randn(2, 3, 32, 32), [DataSample(), DataSample()])
+
+
+@pytest.mark.parametrize('seg', [False, True])
+def test_losses_under_bf16_autocast_are_fp32_and_finite(seg):
+    if seg:
+        bb = PromptedSegViT(prompt=davpt(num_classes=5, num_proxies=5),
+                            **SEG_ARGS).train()
+        targets = _seg_targets(_seg_maps())
+    else:
+        bb = cls_backbone(bias_tuning=['k', 'v'])
+        targets = cls_targets([0, 1])
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        _, losses = bb.forward_with_losses(torch.randn(2, 3, 32, 32), targets)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v)
+               for v in losses.values())
+    sum(losses.values()).backward()
+    grads = [p.grad for p in bb.prompter.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
