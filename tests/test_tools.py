@@ -192,3 +192,73 @@ def test_safe_load_allows_only_history_buffer_methods(tmp_path):
     buf.update(1.0)
     torch.save({'buf': buf}, path)
     assert torch.load(path)['buf'].mean() == 1.0
+
+
+# -- the same tools on a classification (mmpretrain) config --------------------
+CLS_CONFIG = """
+_base_ = [{runtime!r}]
+model = dict(
+    type='PromptedImageClassifier',
+    backbone=dict(
+        type='PromptedViT',
+        prompt=dict(type='Prompter',
+                    placements=[dict(kind='shallow', num_tokens=4)]),
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                  feedforward_channels=64),
+        img_size=32, patch_size=8, out_type='cls_token'),
+    head=dict(type='LinearClsHead', num_classes=3, in_channels=32,
+              loss=dict(type='CrossEntropyLoss')))
+data_preprocessor = dict(num_classes=3, mean=[127.5] * 3, std=[127.5] * 3,
+                         to_rgb=True)
+pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=32),
+            dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size=4, num_workers=0,
+    dataset=dict(type='CustomDataset', data_root={data!r},
+                 data_prefix='train', pipeline=pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(
+    batch_size=4, num_workers=0,
+    dataset=dict(type='CustomDataset', data_root={data!r},
+                 data_prefix='val', pipeline=pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
+train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+"""
+
+
+def test_classification_train_resume_test(tmp_path):
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for split, count in (('train', 4), ('val', 2)):
+        for cls in ('a', 'b', 'c'):
+            folder = tmp_path / 'data' / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                cv2.imwrite(str(folder / f'{i}.png'),
+                            rng.integers(0, 255, (32, 32, 3), np.uint8))
+    config = tmp_path / 'tiny_cls.py'
+    config.write_text(CLS_CONFIG.format(
+        runtime=osp.join(REPO, 'configs/_base_/default_runtime_cls.py'),
+        data=str(tmp_path / 'data')))
+    work = str(tmp_path / 'work')
+    run_tool(['python', 'tools/train.py', str(config), '--work-dir', work,
+              '--cfg-options', 'train_cfg.max_epochs=1'])
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    proc = run_tool(['python', 'tools/train.py', str(config), '--work-dir',
+                     work, '--resume'])
+    assert 'Weights only load failed' not in proc.stdout
+    assert re.search(r'Epoch\(train\)\s+\[2\]', proc.stdout)
+    assert not re.search(r'Epoch\(train\)\s+\[1\]', proc.stdout)
+    out = tmp_path / 'preds.pkl'
+    proc = run_tool(['python', 'tools/test.py', str(config),
+                     osp.join(work, 'epoch_2.pth'), '--work-dir',
+                     str(tmp_path / 'test'), '--out', str(out)])
+    assert 'Test metrics' in proc.stdout and 'accuracy/top1' in proc.stdout
+    assert out.stat().st_size > 0
