@@ -64,7 +64,7 @@ class AttributePrompts(LearnablePrompts):
     buffer, shared by all AP sets)."""
 
     def __init__(self, num_tokens: int, embed_dims: int, patch_size: int,
-                 lambda_a: float = 0.1, tau: float = 0.1,
+                 lambda_a: float = 0.1, tau: float = 0.3,
                  dropout: float = 0.1, init: str = 'vpt'):
         super().__init__(num_tokens, embed_dims, patch_size, dropout, init)
         self.lambda_a = lambda_a
@@ -138,10 +138,13 @@ class SHIPPrompter(Prompter):
             ``ap_groups`` groups (M_a, default 2).
         ap_tokens (int): patches picked and AP tokens per set (N_a, 10).
         lambda_a (float): weight of the prototype mixture (0.1).
-        tau (float): softmax temperature over prototype cosines.  The
-            reference's tau=1 makes the mixture nearly uniform over the
-            prototypes; mmship's default 0.1 spreads cosine gaps of 0.1 over
-            one logit.
+        tau (float): softmax temperature over prototype cosines (0.3).
+            The reference's tau=1 makes the mixture nearly uniform over the
+            prototypes.  Validation on the CIFAR-10 1k bench (frozen
+            DINOv2-layout ViT-S/14, train800 -> val200, mean of 2 seeds):
+            tau 1.0: 71.5, 0.3: 71.5, 0.1: 71.0, 0.03: 70.5, no AP: 71.75 --
+            all within seed noise (up to 3 points); 0.3 ties for best and,
+            unlike 1.0, keeps the mixture input-dependent.
         prototypes (str | Tensor | int): the (K, D) prototype file written by
             ``tools/analysis/ship_prototypes.py`` (or a tensor).  An int K
             makes an empty (K, D) buffer to be filled from a SHIP checkpoint
@@ -174,7 +177,7 @@ class SHIPPrompter(Prompter):
                  ap_groups: int = 2,
                  ap_tokens: int = 10,
                  lambda_a: float = 0.1,
-                 tau: float = 0.1,
+                 tau: float = 0.3,
                  prototypes: Union[None, str, Tensor, int] = None,
                  pml: bool = True,
                  pml_block: int = -1,

@@ -17,7 +17,7 @@ model = dict(backbone=dict(prompt=dict(
     ap_groups=2,
     ap_tokens=10,
     lambda_a=0.1,
-    tau=0.1,
+    tau=0.3,
     prototypes=ship_dir + '/prototypes_k200.pth',
     pml_tokens=10,
     lambda_m=0.5,
