@@ -82,7 +82,7 @@ test_evaluator = val_evaluator
 max_iters = 1500
 optim_wrapper = dict(
     type='AmpOptimWrapper', dtype='bfloat16',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
+    optimizer=dict(type='AdamW', lr=3e-3, weight_decay=1e-4),  # chosen on val
     clip_grad=None)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,

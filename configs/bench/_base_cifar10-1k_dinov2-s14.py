@@ -64,7 +64,7 @@ test_evaluator = val_evaluator
 max_epochs = 40
 optim_wrapper = dict(
     type='AmpOptimWrapper', dtype='bfloat16',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4))
+    optimizer=dict(type='AdamW', lr=3e-3, weight_decay=1e-4))  # chosen on val
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=4,
          convert_to_iter_based=True),

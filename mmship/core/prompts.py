@@ -69,7 +69,8 @@ class LearnablePrompts(nn.Module):
         return self.tokens.shape[1]
 
     def forward(self, ctx) -> Tensor:
-        return self.dropout(self.tokens.expand(ctx.batch_size, -1, -1))
+        tokens = self.tokens.expand(ctx.batch_size, -1, -1)
+        return self.dropout(tokens) if self.training else tokens
 
 
 def placement_schedule(kind: str, name: str, num_layers: int,

@@ -92,13 +92,15 @@ def main():
                           f'{time.time() - start:.0f}s', flush=True)
             time.sleep(2)
 
-    print('\n| config | trainable params (prompts) | metric |')
+    opts = ' '.join(args.cfg_options)
+    print(f'\n{opts}' if opts else '')
+    print('| run | trainable params (prompts) | metric |')
     print('| --- | --- | --- |')
     for config, work_dir in runs:
         metrics = last_metrics(work_dir)
         value = metrics.get('mIoU', metrics.get('accuracy/top1', 'failed'))
         total, prompt = trainable_params(config)
-        print(f'| {osp.basename(config)} | {total / 1e6:.3f}M '
+        print(f'| {osp.basename(work_dir)} | {total / 1e6:.3f}M '
               f'({prompt / 1e6:.3f}M) | {value} |')
 
 

@@ -86,6 +86,19 @@ def step_fns(model, batch, img, device, targets):
     return train_step, infer
 
 
+def step_memory(fn, device) -> float:
+    """Peak memory one call of ``fn`` adds on top of what is resident (every
+    model of the table stays resident), in GiB."""
+    if device != 'cuda':
+        return float('nan')
+    sync(device)
+    resident = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    sync(device)
+    return (torch.cuda.max_memory_allocated() - resident) / 2**30
+
+
 def time_once(fn, iters, device):
     sync(device)
     start = time.perf_counter()
@@ -113,13 +126,15 @@ def main():
     p.add_argument('--tiny', action='store_true', help='tiny ViT (smoke)')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--tasks', nargs='+', default=['seg', 'cls'])
+    p.add_argument('--seg-batch', type=int, default=8)
+    p.add_argument('--cls-batch', type=int, default=64)
     p.add_argument('--warmup', type=int, default=10)
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--profile', nargs='*', default=[],
                    help='method names to profile after timing')
     args = p.parse_args()
     dims = TINY if args.tiny else ViT_B
-    settings = dict(seg=(8, 512), cls=(64, 224))
+    settings = dict(seg=(args.seg_batch, 512), cls=(args.cls_batch, 224))
     if args.tiny:
         settings = dict(seg=(2, 64), cls=(4, 64))
     print(f'device: {torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}'
@@ -139,14 +154,10 @@ def main():
             targets = fake_targets(task, batch, img, args.device) \
                 if needs else None
             train, infer = step_fns(model, batch, img, args.device, targets)
-            if args.device == 'cuda':
-                torch.cuda.reset_peak_memory_stats()
             for _ in range(args.warmup):
                 train()
                 infer()
-            sync(args.device)
-            mem = torch.cuda.max_memory_allocated() / 2**30 \
-                if args.device == 'cuda' else float('nan')
+            mem = step_memory(train, args.device)
             runs[name] = dict(train=train, infer=infer, mem=mem,
                               t_train=float('inf'), t_infer=float('inf'))
         # Rounds interleave the methods so that no method is favoured by
@@ -159,7 +170,7 @@ def main():
                     run['infer'], args.iters, args.device))
         base = runs['frozen (no prompts)']
         print('| method | train step (ms) | x frozen | inference (ms) | '
-              'x frozen | peak train mem (GiB) | x frozen |')
+              'x frozen | train step memory (GiB) | x frozen |')
         print('| --- | --- | --- | --- | --- | --- | --- |')
         for name, run in runs.items():
             print(f'| {name} | {run["t_train"] * 1e3:.1f} | '
@@ -180,13 +191,15 @@ def profile(runs, names, device):
     for name in names:
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
                                          if device == 'cuda' else [])
-        with torch_profile(activities=acts) as prof:
-            for _ in range(5):
-                runs[name]['train']()
-            sync(device)
-        key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
-        print(f'\n### profile of the train step: {name}')
-        print(prof.key_averages().table(sort_by=key, row_limit=15))
+        for step in ('train', 'infer'):
+            with torch_profile(activities=acts) as prof:
+                for _ in range(5):
+                    runs[name][step]()
+                sync(device)
+            key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
+            print(f'\n### profile ({step}, 5 calls): {name}')
+            print(prof.key_averages().table(sort_by=key, row_limit=14,
+                                            max_name_column_width=40))
 
 
 if __name__ == '__main__':
