@@ -14,6 +14,9 @@ def run_tool(args, cwd=REPO, env=None, timeout=300, check=True):
     the CompletedProcess, with stdout and stderr merged."""
     args = [sys.executable if a == 'python' else a for a in args]
     full_env = dict(os.environ, PYTHONUNBUFFERED='1')
+    # one OpenMP thread per tool process: on a small CPU shared with the
+    # test process, oversubscribed threads make tiny runs 10x slower
+    full_env.setdefault('OMP_NUM_THREADS', '1')
     full_env.update(env or {})
     proc = subprocess.run(args, cwd=cwd, env=full_env, timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -54,7 +54,11 @@ def main():
            '--work-dir', args.work_dir, '--overwrite'] + train_args
     print('[demo] ' + ' '.join(cmd), flush=True)
     train_start = time.time()
-    result = subprocess.run(cmd)
+    # One OpenMP thread: the demo model is tiny, and on a small CPU shared
+    # with other work oversubscribed threads make it 10x slower.
+    env = dict(os.environ)
+    env.setdefault('OMP_NUM_THREADS', '1')
+    result = subprocess.run(cmd, env=env)
     if result.returncode != 0:
         sys.exit(f'[demo] training failed (exit code {result.returncode}).')
     metrics = final_metrics(args.work_dir, train_start)
