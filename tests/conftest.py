@@ -17,6 +17,11 @@ def run_tool(args, cwd=REPO, env=None, timeout=300, check=True):
     # one OpenMP thread per tool process: on a small CPU shared with the
     # test process, oversubscribed threads make tiny runs 10x slower
     full_env.setdefault('OMP_NUM_THREADS', '1')
+    # scripts (tools/dist_train.sh) call `python`/$PYTHON: make that this
+    # interpreter even when its environment is not activated
+    full_env['PATH'] = osp.dirname(sys.executable) + os.pathsep + \
+        full_env.get('PATH', '')
+    full_env.setdefault('PYTHON', sys.executable)
     full_env.update(env or {})
     proc = subprocess.run(args, cwd=cwd, env=full_env, timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
