@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmship.core.checkpoint as ckpt_module
+from test_configs import _stand_in_offline_artifacts
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
@@ -30,17 +31,6 @@ def timm_state(name, **kw):
         _STATES[key] = timm.create_model(name, pretrained=False,
                                          **kw).state_dict()
     return _STATES[key]
-
-
-def backbone_of(path):
-    cfg = Config.fromfile(path)
-    scope = cfg.get('default_scope', 'mmseg')
-    init_default_scope(scope)
-    if scope == 'mmseg':
-        from mmseg.registry import MODELS
-    else:
-        from mmpretrain.registry import MODELS
-    return cfg, MODELS.build(cfg.model.backbone)
 
 
 def test_there_are_configs():
@@ -64,6 +54,7 @@ def test_config_backbone_loads_its_checkpoint(path, tmp_path, monkeypatch):
         cfg.model.backbone.init_cfg.checkpoint = str(fake)
     else:
         pytest.skip(f'no pretrained checkpoint named ({source!r})')
+    _stand_in_offline_artifacts(cfg)  # SHIP's hierarchy / prototypes files
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     if cfg.get('default_scope') == 'mmpretrain':
         from mmpretrain.registry import MODELS
