@@ -6,8 +6,7 @@ prompt tuning for Vision Transformers, as an OpenMMLab extension.
 from .version import __version__  # noqa: F401
 from .engine.safe_load import allow_mmengine_checkpoints
 
-from . import core, datasets, engine, models  # noqa: F401,E402 (registration)
-
-from . import davpt  # noqa: F401,E402 (DA-VPT prompter, loss, hook)
+# Registration: hosts and task models, SHIP, DA-VPT, the demo data set.
+from . import core, datasets, davpt, engine, models, ship  # noqa: F401,E402
 
 allow_mmengine_checkpoints()

@@ -16,7 +16,6 @@ own).  This is Proxy-Anchor's own normalisation.
 ``log(1 + sum exp(z))`` is computed as ``logsumexp([0, z...])``, and the whole
 loss runs in fp32 with autocast off: alpha = 32 makes exp() overflow bf16/fp16.
 """
-from typing import Optional
 
 import torch
 import torch.nn.functional as F

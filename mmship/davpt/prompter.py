@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmship.core.prompter import Prompter, PromptContext
