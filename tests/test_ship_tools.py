@@ -254,3 +254,30 @@ def test_tools_on_a_classification_config(cls_config):
         [str(path), '--k', '4', '--num-workers', '0', '--out',
          str(out / 'again.pth')]), weights_only=True)['prototypes']
     torch.testing.assert_close(a, b)  # deterministic for a seed
+
+
+def test_missing_hierarchy_is_searched_at_start_of_training(seg_config,
+                                                             tmp_path):
+    """starts=None: tools/train.py runs the tool's search before building the
+    model, saves it in the work dir, and a resumed run reuses it."""
+    from mmship.ship.offline import fill_missing_hierarchy, search_hierarchy
+    path, _, _ = seg_config
+    cfg = Config.fromfile(str(path))
+    cfg.model.backbone.prompt.update(starts=None, ap=False, prototypes=None)
+    cfg.ship_offline.num_images = 6
+    work_dir = tmp_path / 'work'
+    starts = fill_missing_hierarchy(cfg, str(path), str(work_dir))
+    saved = work_dir / 'ship_hierarchy' / 'hierarchy.json'
+    assert json.loads(saved.read_text())['starts'] == starts
+    assert cfg.model.backbone.prompt.starts == starts
+    # the same search as the offline tool, with the same settings
+    tool = search_hierarchy(cfg, str(path), out_dir=str(tmp_path / 'tool'),
+                            num_images=6, threshold=0.99,
+                            descriptor='mean_patch', write=False)
+    assert tool['starts'] == starts
+    # resumed: reused from the work dir, not searched again
+    (saved).write_text(json.dumps(dict(starts=[0, 3])))
+    cfg.model.backbone.prompt.starts = None
+    assert fill_missing_hierarchy(cfg, str(path), str(work_dir)) == [0, 3]
+    # a config with starts set is left alone
+    assert fill_missing_hierarchy(cfg, str(path), str(work_dir)) is None

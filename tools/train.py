@@ -117,6 +117,11 @@ def main(argv=None):
     except UsageError as err:
         sys.exit(f'tools/train.py: error: {err}')
 
+    # SHIP without a hierarchy: the search of ship_hierarchy.py, before the
+    # model (whose prompt sets depend on it) is built.
+    from mmship.ship.offline import fill_missing_hierarchy
+    fill_missing_hierarchy(cfg, args.config, cfg.work_dir)
+
     runner = build_runner(cfg)
     runner.train()
     print_log(f'Finished; checkpoints and logs are in '

@@ -5,6 +5,8 @@ Used by ``tools/analysis/ship_hierarchy.py`` and
 ``tools/analysis/ship_prototypes.py``.
 """
 import copy
+import json
+import os
 import os.path as osp
 import random
 from functools import partial
@@ -174,3 +176,118 @@ def resolve_options(args, cfg: Config, builtin: dict, keys: dict = None):
             key = keys.get(name, name)
             setattr(args, name, offline.get(key, default))
     return args
+
+
+#: thresholds whose hierarchies are recorded next to the chosen one
+THRESHOLD_SWEEP = (0.90, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98)
+
+
+def hierarchy_path(cfg: Config, config_path: str,
+                   out_dir: Optional[str] = None) -> str:
+    """Where the hierarchy JSON goes: ``out_dir``, else the path the config's
+    ``prompt.starts`` names, else work_dirs/ship_hierarchy/<config>."""
+    starts = prompt_cfg(cfg).get('starts')
+    if out_dir is None and isinstance(starts, str):
+        return starts
+    out_dir = out_dir or osp.join('work_dirs', 'ship_hierarchy',
+                                  config_stem(config_path))
+    return osp.join(out_dir, 'hierarchy.json')
+
+
+def search_hierarchy(cfg: Config, config_path: str,
+                     out_dir: Optional[str] = None, num_images: int = 1000,
+                     threshold: float = 0.95, descriptor: str = 'cls',
+                     seed: int = 0, batch_size: int = 8, num_workers: int = 2,
+                     pipeline: str = 'train', device: str = 'cpu',
+                     write: bool = True) -> dict:
+    """SHIP's hierarchy search (METHODS.md 1.1) for a config: the frozen
+    pretrained backbone over a seeded sample of training images, the averaged
+    affinity, the greedy groups.  Writes hierarchy.json, affinity.npy,
+    affinity_std.npy and affinity.png; returns the JSON's content plus
+    ``path``."""
+    from .hierarchy import (DESCRIPTORS, compute_affinity, greedy_hierarchy,
+                            groups_of, plot_affinity)
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f'The hierarchy threshold must lie in (0, 1], got '
+                         f'{threshold}.')
+    if descriptor not in DESCRIPTORS:
+        raise ValueError(f'descriptor {descriptor!r} is not one of '
+                         f'{DESCRIPTORS}.')
+    seed_everything(seed)
+    model = build_frozen_model(cfg, device)
+    dataset, indices = build_train_subset(cfg, num_images, seed, pipeline)
+    if pipeline == 'test' and config_scope(cfg) == 'mmseg':
+        batch_size = 1  # test images keep their own sizes
+    batches = preprocessed_batches(
+        model, dataset, indices, batch_size=batch_size,
+        num_workers=num_workers, seed=seed,
+        training_preprocess=pipeline == 'train', device=device,
+        progress='affinity')
+    mean, std, count = compute_affinity(model.backbone, batches, descriptor)
+    starts = greedy_hierarchy(mean, threshold)
+    num_layers = mean.shape[0]
+
+    json_path = hierarchy_path(cfg, config_path, out_dir)
+    info = dict(
+        starts=starts, groups=groups_of(starts, num_layers),
+        threshold=threshold, descriptor=descriptor, num_images=count,
+        num_layers=num_layers, seed=seed, pipeline=pipeline,
+        config=config_path,
+        checkpoint=(cfg.model.backbone.get('init_cfg') or {}).get(
+            'checkpoint'),
+        starts_by_threshold={f'{t:.2f}': greedy_hierarchy(mean, t)
+                             for t in THRESHOLD_SWEEP})
+    if not write:
+        return dict(info, path=json_path)
+    folder = osp.dirname(json_path) or '.'
+    os.makedirs(folder, exist_ok=True)
+    np.save(osp.join(folder, 'affinity.npy'), mean)
+    np.save(osp.join(folder, 'affinity_std.npy'), std)
+    with open(json_path, 'w') as f:
+        json.dump(info, f, indent=2)
+    plot_affinity(mean, starts, osp.join(folder, 'affinity.png'),
+                  title=f'{config_stem(config_path)}: {descriptor}, '
+                  f'{count} images, lambda={threshold}')
+    return dict(info, path=json_path)
+
+
+def fill_missing_hierarchy(cfg: Config, config_path: str,
+                           work_dir: str) -> Optional[List[int]]:
+    """The start-of-training step for SHIP configs without a hierarchy
+    (``prompt.starts=None``): run the search of
+    ``tools/analysis/ship_hierarchy.py`` with the config's ``ship_offline``
+    settings, save it in ``work_dir/ship_hierarchy``, log it and put the
+    starts into the config.  Deterministic, so every rank of a distributed
+    run computes the same groups (rank 0 writes the files).  A resumed run
+    reuses the hierarchy saved in its work dir.  Returns the starts (None:
+    nothing to do)."""
+    from .hierarchy import load_hierarchy
+    from mmengine.logging import print_log
+    prompt = cfg.model.get('backbone', {}).get('prompt') or {}
+    if prompt.get('type') not in ('SHIPPrompter', 'mmship.SHIPPrompter') \
+            or prompt.get('starts', None) is not None \
+            or not (prompt.get('sip', True) or prompt.get('ap', True)):
+        return None
+    options = dict(num_images=1000, threshold=0.95, descriptor='cls',
+                   pipeline='train')
+    options.update({k: v for k, v in (cfg.get('ship_offline') or {}).items()
+                    if k in options})
+    saved = osp.join(work_dir, 'ship_hierarchy', 'hierarchy.json')
+    if osp.isfile(saved):
+        prompt['starts'] = load_hierarchy(saved)
+        print_log(f'SHIP hierarchy of this work dir reused: starts='
+                  f'{prompt["starts"]} ({saved})', logger='current')
+        return prompt['starts']
+    device = default_device()
+    if device == 'cuda':
+        device = f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}'
+    print_log(f'SHIP: model.backbone.prompt.starts is not set; searching the '
+              f'semantic hierarchy ({options}) ...', logger='current')
+    info = search_hierarchy(cfg, config_path,
+                            out_dir=osp.dirname(saved), device=device,
+                            write=int(os.environ.get('RANK', 0)) == 0,
+                            **options)
+    prompt['starts'] = info['starts']
+    print_log(f'SHIP hierarchy: starts={info["starts"]}, groups '
+              f'{info["groups"]}; saved to {info["path"]}', logger='current')
+    return info['starts']

@@ -208,7 +208,8 @@ class SHIPPrompter(Prompter):
                     'model.backbone.prompt.starts=[0, 2, 4, 6, 8, 11]) or to '
                     f'the hierarchy.json written by `python {HIERARCHY_TOOL} '
                     'CONFIG`, which computes it from the frozen backbone and '
-                    'the training images.')
+                    'the training images (tools/train.py runs that search '
+                    'itself when starts=None).')
             self.starts = check_group_starts(starts, num_layers)
 
         if sip:

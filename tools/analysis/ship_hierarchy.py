@@ -17,22 +17,13 @@ then written at exactly that path -- else work_dirs/ship_hierarchy/<config>).
         [--seed 0] [--cfg-options k=v ...]
 """
 import argparse
-import json
-import os
 import os.path as osp
 
-import numpy as np
 from mmengine.config import Config, DictAction
 
-from mmship.ship.hierarchy import (DESCRIPTORS, compute_affinity,
-                                   greedy_hierarchy, groups_of,
-                                   plot_affinity)
-from mmship.ship.offline import (build_frozen_model, build_train_subset,
-                                 config_scope, config_stem, default_device,
-                                 preprocessed_batches, prompt_cfg,
-                                 resolve_options, seed_everything)
-
-SWEEP = (0.90, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98)
+from mmship.ship.hierarchy import DESCRIPTORS
+from mmship.ship.offline import (default_device, resolve_options,
+                                 search_hierarchy)
 
 
 def parse_args(argv=None):
@@ -58,16 +49,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def output_paths(cfg, config_path: str, out_dir: str = None):
-    """(folder, hierarchy json path)."""
-    starts = prompt_cfg(cfg).get('starts')
-    if out_dir is None and isinstance(starts, str):
-        return osp.dirname(starts) or '.', starts
-    out_dir = out_dir or osp.join('work_dirs', 'ship_hierarchy',
-                                  config_stem(config_path))
-    return out_dir, osp.join(out_dir, 'hierarchy.json')
-
-
 def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
@@ -75,65 +56,20 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     resolve_options(args, cfg, dict(num_images=1000, threshold=0.95,
                                     descriptor='cls', pipeline='train'))
-    if not 0.0 < args.threshold <= 1.0:
-        raise SystemExit(f'--threshold must lie in (0, 1], got '
-                         f'{args.threshold}.')
-    if args.descriptor not in DESCRIPTORS:
-        raise SystemExit(f'descriptor {args.descriptor!r} is not one of '
-                         f'{DESCRIPTORS}.')
-    scope = config_scope(cfg)
-    device = args.device or default_device()
-    seed_everything(args.seed)
-
-    model = build_frozen_model(cfg, device)
-    dataset, indices = build_train_subset(cfg, args.num_images, args.seed,
-                                          args.pipeline)
-    batch_size = args.batch_size
-    if args.pipeline == 'test' and scope == 'mmseg':
-        batch_size = 1  # test images keep their own sizes
-    batches = preprocessed_batches(
-        model, dataset, indices, batch_size=batch_size,
-        num_workers=args.num_workers, seed=args.seed,
-        training_preprocess=args.pipeline == 'train', device=device,
-        progress='affinity')
-    mean, std, count = compute_affinity(model.backbone, batches,
-                                        args.descriptor)
-    starts = greedy_hierarchy(mean, args.threshold)
-    num_layers = mean.shape[0]
-
-    out_dir, json_path = output_paths(cfg, args.config, args.out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    np.save(osp.join(out_dir, 'affinity.npy'), mean)
-    np.save(osp.join(out_dir, 'affinity_std.npy'), std)
-    info = dict(
-        starts=starts,
-        groups=groups_of(starts, num_layers),
-        threshold=args.threshold,
-        descriptor=args.descriptor,
-        num_images=count,
-        num_layers=num_layers,
-        seed=args.seed,
-        pipeline=args.pipeline,
-        config=args.config,
-        checkpoint=(cfg.model.backbone.get('init_cfg') or {}).get(
-            'checkpoint'),
-        starts_by_threshold={
-            f'{t:.2f}': greedy_hierarchy(mean, t) for t in SWEEP},
-    )
-    with open(json_path, 'w') as f:
-        json.dump(info, f, indent=2)
-    png = osp.join(out_dir, 'affinity.png')
-    plot_affinity(
-        mean, starts, png,
-        title=f'{config_stem(args.config)}: {args.descriptor}, '
-        f'{count} images, lambda={args.threshold}')
-
-    print(f'\n{count} images, descriptor {args.descriptor!r}, threshold '
-          f'{args.threshold}: {len(starts)} groups {groups_of(starts, num_layers)}')
+    info = search_hierarchy(
+        cfg, args.config, out_dir=args.out_dir, num_images=args.num_images,
+        threshold=args.threshold, descriptor=args.descriptor,
+        seed=args.seed, batch_size=args.batch_size,
+        num_workers=args.num_workers, pipeline=args.pipeline,
+        device=args.device or default_device())
+    starts, json_path = info['starts'], info['path']
+    print(f'\n{info["num_images"]} images, descriptor {args.descriptor!r}, '
+          f'threshold {args.threshold}: {len(starts)} groups '
+          f'{info["groups"]}')
     for t, s in info['starts_by_threshold'].items():
         print(f'  threshold {t}: starts={s}')
-    print(f'wrote {json_path}, {png}, affinity.npy, affinity_std.npy in '
-          f'{out_dir}')
+    print(f'wrote {json_path}, affinity.png, affinity.npy, affinity_std.npy '
+          f'in {osp.dirname(json_path)}')
     print('\nConfig snippet:\n'
           f'model.backbone.prompt.starts={starts}\n'
           f'(or --cfg-options model.backbone.prompt.starts="{starts}", or '
