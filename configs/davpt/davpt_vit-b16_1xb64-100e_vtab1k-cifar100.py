@@ -7,7 +7,7 @@
 # num_classes of model.head, model.backbone.prompt and data_preprocessor.
 _base_ = [
     '../_base_/models/vit-b16_vpt-deep_cls.py',
-    './_base_/vtab1k.py',
+    '../_base_/datasets/vtab1k_224px.py',
     '../_base_/schedules/schedule_cls_100e.py',
     '../_base_/default_runtime_cls.py',
 ]

@@ -9,11 +9,11 @@
 #   python tools/analysis/ship_prototypes.py CONFIG    # -> prototypes_k200.pth
 # The reference tuned the threshold (0.93-0.98) and the SIP size (5-200) per
 # task: --threshold of the tool, model.backbone.prompt.num_tokens=...
-# Selection is train800 -> val200; see ../_base_/datasets/ship_vtab1k_224px.py
+# Selection is train800 -> val200; see ../_base_/datasets/vtab1k_224px.py
 # for the final train800val200 -> test run and for other tasks.
 _base_ = [
     '../_base_/models/vit-b16_vpt-deep_cls.py',
-    '../_base_/datasets/ship_vtab1k_224px.py',
+    '../_base_/datasets/vtab1k_224px.py',
     '../_base_/schedules/schedule_cls_100e.py',
     '../_base_/default_runtime_cls.py',
 ]
