@@ -76,8 +76,10 @@ def cls_attention(q: Tensor, k: Tensor, num_instances: int) -> Tensor:
     """Softmax attention of the CLS query (token 0) over the patch tokens,
     averaged over heads: (B, num_instances - 1).
 
-    Computed over instance keys only.  Prompt keys would only rescale every
-    probability by the same factor, so rankings are those of the full row.
+    Computed over instance keys only.  Under decoupled attention this is the
+    I2I softmax itself; under coupled attention prompt keys would rescale
+    each head's row by its own factor, so the head average can rank patches
+    slightly differently from the full rows'.
     """
     scale = q.shape[-1] ** -0.5
     logits = (q[:, :, :1] * scale) @ k[:, :, :num_instances].transpose(-2, -1)
