@@ -21,6 +21,11 @@ def timm_vit(img_size=32, patch_size=8, init_values=None, **kw):
     return model
 
 
+# timm and the hosts sum in different orders (fused qkv, SDPA kernels), and
+# random weights with large norms amplify that: a wrong mapping is O(1) off.
+TIMM_TOL = dict(atol=5e-5, rtol=1e-4)
+
+
 def save(model, path, fmt):
     state = model.state_dict()
     if fmt == 'safetensors':
@@ -40,7 +45,7 @@ def test_mmpretrain_host_matches_timm_features(tmp_path, fmt):
     vit.init_weights()
     img = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(vit(img)[-1], ref.forward_features(img),
-                               atol=1e-5, rtol=1e-5)
+                               **TIMM_TOL)
 
 
 def test_dinov2_layout_with_position_resize_matches_timm(tmp_path):
@@ -58,7 +63,7 @@ def test_dinov2_layout_with_position_resize_matches_timm(tmp_path):
     big.load_state_dict(state)
     img = torch.randn(1, 3, 84, 84)
     torch.testing.assert_close(vit(img)[-1], big.forward_features(img),
-                               atol=1e-5, rtol=1e-5)
+                               **TIMM_TOL)
 
 
 def test_mmseg_host_matches_timm_patch_tokens(tmp_path):
@@ -73,7 +78,7 @@ def test_mmseg_host_matches_timm_patch_tokens(tmp_path):
     img = torch.randn(2, 3, 32, 32)
     want = ref.forward_features(img)[:, 1:].transpose(1, 2).reshape(2, 32, 4,
                                                                     4)
-    torch.testing.assert_close(vit(img)[0], want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(vit(img)[0], want, **TIMM_TOL)
 
 
 def test_openmmlab_layouts_round_trip(tmp_path):
@@ -182,4 +187,4 @@ def test_jax_npz_checkpoint_matches_source_model(tmp_path):
     vit.init_weights()
     img = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(vit(img)[-1], ref.forward_features(img),
-                               atol=1e-5, rtol=1e-5)
+                               **TIMM_TOL)
