@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import cls_attention
+from .attention import PromptAttention, cls_attention
 from .prompter import Prompter, PromptContext, build_prompter
 
 
@@ -163,13 +163,8 @@ class PromptedBackboneMixin:
             super().init_weights()
 
 
-class _PlainAttention(nn.Module):
-    def forward(self, q, k, v, num_instances, dropout_p=0.0):
-        return torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, dropout_p=dropout_p)
-
-
-_PLAIN_ATTENTION = _PlainAttention()
+# Without a prompter every block runs plain (coupled) attention.
+_PLAIN_ATTENTION = PromptAttention()
 
 
 def _eval_frozen(module: nn.Module, skip=()):
