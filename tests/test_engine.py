@@ -147,3 +147,33 @@ def test_dropping_dead_prompt_outputs_keeps_instance_outputs(decoupled):
     fast = twin(img)
     twin.prompter.keeps_prompt_outputs = lambda block: True
     _close(fast, twin(img))
+
+
+@pytest.mark.parametrize('pair,drop', [
+    (seg_pair, dict(attn_drop_rate=0.5)),
+    (pretrain_pair, dict(layer_cfgs=dict(attn_drop_rate=0.5))),
+])
+def test_frozen_blocks_run_without_attention_dropout_in_training(pair, drop):
+    """Frozen blocks stay in eval mode while the prompts train: their
+    attention dropout is off too, so two training passes agree (prompt
+    dropout 0)."""
+    _, twin = pair(prompt=deep(dropout=0.0), **drop)
+    twin.train()
+    img = torch.randn(2, 3, 32, 32)
+    _close(twin(img), twin(img))
+    # unfrozen (full fine-tuning), the host's attention dropout is back on
+    _, full = pair(prompt=deep(dropout=0.0), freeze_backbone=False, **drop)
+    full.train()
+    assert not torch.allclose(full(img)[-1], full(img)[-1])
+
+
+def test_cls_attention_ranks_from_fp32_logits_under_autocast():
+    from mmship.core.attention import cls_attention
+    torch.manual_seed(0)
+    q = torch.randn(2, 2, 50, 16)
+    k = torch.randn(2, 2, 50, 16)
+    exact = cls_attention(q, k, 50)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        under = cls_attention(q, k, 50)
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, exact, atol=1e-6, rtol=1e-5)

@@ -82,8 +82,12 @@ def cls_attention(q: Tensor, k: Tensor, num_instances: int) -> Tensor:
     slightly differently from the full rows'.
     """
     scale = q.shape[-1] ** -0.5
-    logits = (q[:, :, :1] * scale) @ k[:, :, :num_instances].transpose(-2, -1)
-    probs = logits.float().softmax(dim=-1).mean(dim=1).squeeze(1)
+    # fp32 logits: bf16 rounds near-equal logits together and reorders the
+    # top patches.
+    with torch.autocast(q.device.type, enabled=False):
+        logits = (q[:, :, :1].float() * scale) @ \
+            k[:, :, :num_instances].float().transpose(-2, -1)
+    probs = logits.softmax(dim=-1).mean(dim=1).squeeze(1)
     return probs[:, 1:]
 
 

@@ -15,7 +15,7 @@ from .prompter import Prompter, PromptContext, build_prompter
 
 
 def prompted_block(ops, x: Tensor, prompts: Optional[Tensor], attention,
-                   training: bool, need_cls_attn: bool = False,
+                   need_cls_attn: bool = False,
                    bias_delta: Optional[Tensor] = None,
                    keep_prompts: bool = True):
     """One transformer block over ``[x, prompts]``.
@@ -32,7 +32,11 @@ def prompted_block(ops, x: Tensor, prompts: Optional[Tensor], attention,
     q, k, v = ops.qkv(ops.norm1(tokens), bias_delta)
     if not keep_prompts:
         q, tokens = q[:, :, :n], x
-    o = attention(q, k, v, n, dropout_p=ops.attn_drop if training else 0.0)
+    # The block's own mode, not the backbone's: frozen blocks stay in eval
+    # mode while prompts train, so their attention dropout is off like the
+    # rest of their dropout.
+    o = attention(q, k, v, n,
+                  dropout_p=ops.attn_drop if ops.layer.training else 0.0)
     cls_attn = cls_attention(q, k, n) if need_cls_attn else None
     tokens = ops.ffn_residual(ops.attn_residual(tokens, o))
     if prompts is None or not keep_prompts:
@@ -119,8 +123,7 @@ class PromptedBackboneMixin:
                 need_cls = prompter.needs_cls_attention(i)
                 bias_delta = prompter.qkv_bias_delta(i)
                 keep = prompter.keeps_prompt_outputs(i)
-            args = (ops, x, prompts, attention, self.training, need_cls,
-                    bias_delta, keep)
+            args = (ops, x, prompts, attention, need_cls, bias_delta, keep)
             if getattr(self, 'with_cp', False) and self.training:
                 x_out, p_out, cls_attn = checkpoint(
                     prompted_block, *args, use_reentrant=False)
