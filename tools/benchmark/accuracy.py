@@ -1,13 +1,18 @@
 """Train several configs with the same budget and print one accuracy table.
 
     python tools/benchmark/accuracy.py configs/bench/*_cifar10-1k.py \
-        --work-root work_dirs/bench --parallel 4 \
+        --work-root work_dirs/bench --parallel 4 --seeds 0 1 \
         --cfg-options train_dataloader.dataset.ann_file=train1000.txt \
                       val_dataloader.dataset.ann_file=test.txt
 
-Each config runs ``tools/train.py`` in its own process (``--parallel`` at a
-time, sharing the GPU); the table reads the last validation metrics from each
-run's log and the trainable-parameter count from the built model.
+Each config and seed runs ``tools/train.py`` in its own process
+(``--parallel`` at a time, sharing the GPU; ``randomness.seed`` set per
+seed).  The table reads the last validation metric of each run's log, the
+trainable parameters of the built model, split into the backbone side
+(prompts, tuned biases, unfrozen backbone weights) and the head side (neck,
+heads), and the mean seconds per iteration of the log.  Runs share the GPU,
+so those seconds compare runs of one call only; tools/benchmark/speed.py
+measures steps alone.
 """
 import argparse
 import glob
@@ -38,10 +43,26 @@ def last_metrics(work_dir):
     return metrics
 
 
+def seconds_per_iter(work_dir):
+    """Mean training ``time`` (s/iter) of mmengine's scalars log."""
+    logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                     'scalars.json')))
+    if not logs:
+        return None
+    times = []
+    with open(logs[-1]) as f:
+        for line in f:
+            record = json.loads(line)
+            if 'time' in record and 'loss' in record:
+                times.append(record['time'])
+    # the first log interval holds start-up (workers, cudnn autotuning)
+    times = times[1:] or times
+    return sum(times) / len(times) if times else None
+
+
 def trainable_params(config):
     import mmship  # noqa: F401
     from mmengine.registry import DefaultScope, init_default_scope
-    from mmship.engine.params import param_groups
     cfg = Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     scope = DefaultScope.get_current_instance().scope_name
@@ -51,9 +72,10 @@ def trainable_params(config):
         from mmpretrain.registry import MODELS
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    groups = param_groups(model)
-    prompt = groups.get('backbone.prompter', [0, 0])[0]
-    return sum(t for t, _ in groups.values()), prompt
+    backbone = sum(p.numel() for p in model.backbone.parameters()
+                   if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return backbone, total - backbone
 
 
 def main():
@@ -61,6 +83,9 @@ def main():
     p.add_argument('configs', nargs='+')
     p.add_argument('--work-root', default='work_dirs/bench')
     p.add_argument('--parallel', type=int, default=1)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0],
+                   help='one run per config and seed (work dirs get _s<seed>'
+                   ' when several are given)')
     p.add_argument('--cfg-options', nargs='+', default=[])
     p.add_argument('--tag', default='', help='suffix of the work dirs')
     p.add_argument('--table-only', action='store_true')
@@ -69,39 +94,49 @@ def main():
     runs = []
     for config in args.configs:
         name = osp.splitext(osp.basename(config))[0] + args.tag
-        runs.append((config, osp.join(args.work_root, name)))
+        for seed in args.seeds:
+            suffix = f'_s{seed}' if len(args.seeds) > 1 else ''
+            runs.append((config, seed, osp.join(args.work_root,
+                                                name + suffix)))
     if not args.table_only:
         pending, active = list(runs), []
         while pending or active:
             while pending and len(active) < args.parallel:
-                config, work_dir = pending.pop(0)
+                config, seed, work_dir = pending.pop(0)
                 os.makedirs(work_dir, exist_ok=True)
                 cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'),
-                       config, '--work-dir', work_dir]
-                if args.cfg_options:
-                    cmd += ['--cfg-options'] + args.cfg_options
+                       config, '--work-dir', work_dir, '--cfg-options',
+                       f'randomness.seed={seed}'] + args.cfg_options
                 log = open(osp.join(work_dir, 'stdout.log'), 'w')
-                print(f'start {config}', flush=True)
-                active.append((config, subprocess.Popen(
+                print(f'start {work_dir}', flush=True)
+                active.append((work_dir, subprocess.Popen(
                     cmd, stdout=log, stderr=subprocess.STDOUT), time.time()))
             for item in list(active):
-                config, proc, start = item
+                work_dir, proc, start = item
                 if proc.poll() is not None:
                     active.remove(item)
-                    print(f'done  {config}: exit {proc.returncode} in '
+                    print(f'done  {work_dir}: exit {proc.returncode} in '
                           f'{time.time() - start:.0f}s', flush=True)
             time.sleep(2)
 
     opts = ' '.join(args.cfg_options)
     print(f'\n{opts}' if opts else '')
-    print('| run | trainable params (prompts) | metric |')
-    print('| --- | --- | --- |')
-    for config, work_dir in runs:
+    print('| run | seed | trainable: backbone side | head side | s/iter '
+          '(shared GPU) | metric |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    params = {}
+    for config, seed, work_dir in runs:
         metrics = last_metrics(work_dir)
         value = metrics.get('mIoU', metrics.get('accuracy/top1', 'failed'))
-        total, prompt = trainable_params(config)
-        print(f'| {osp.basename(work_dir)} | {total / 1e6:.3f}M '
-              f'({prompt / 1e6:.3f}M) | {value} |')
+        if isinstance(value, float):
+            value = f'{value:.2f}'
+        if config not in params:
+            params[config] = trainable_params(config)
+        backbone, head = params[config]
+        sec = seconds_per_iter(work_dir)
+        sec = f'{sec:.3f}' if sec is not None else '-'
+        print(f'| {osp.basename(work_dir)} | {seed} | {backbone / 1e6:.3f}M '
+              f'| {head / 1e6:.3f}M | {sec} | {value} |')
 
 
 if __name__ == '__main__':

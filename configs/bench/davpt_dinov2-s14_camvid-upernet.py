@@ -1,0 +1,17 @@
+# DA-VPT with UperNet on CamVid: the prompts and losses of the linear-head
+# DA-VPT config, the UperNet decoder and schedule of this table.
+_base_ = ['./_base_camvid-upernet_dinov2-s14.py']
+model = dict(backbone=dict(prompt=dict(
+    type='DAVPTPrompter',
+    num_classes=11,
+    num_tokens=10,
+    num_proxies=10,
+    proxy_blocks=[-1],
+    patch_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32., delta=0.1,
+                    loss_weight=0.05),  # beta (segmentation default)
+    cls_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32., delta=0.1,
+                  loss_weight=0.05),  # lambda
+    bias_tuning=[],
+    dropout=0.1)))
+custom_hooks = [dict(type='DAVPTMappingHook', images_per_class=10,
+                     by_epoch=False)]
