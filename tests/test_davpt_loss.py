@@ -15,25 +15,28 @@ def _cos(a, b):
     return sum(x * y for x, y in zip(a, b)) / (na * nb)
 
 
-def _hand_loss(x, p, pos, alpha, delta):
-    """Proxy-Anchor with plain Python floats: positive term averaged over the
-    proxies that have positives, negative term over all proxies."""
+def _hand_loss(x, p, pos, alpha, delta, r=1.0, norm='all'):
+    """Proxy-Anchor with plain Python floats: s = r cos; the positive term
+    summed over the proxies that have positives and divided by all proxies
+    (``'all'``) or by those (``'with_positives'``), the negative term
+    averaged over all proxies."""
     K = len(p)
     pos_terms, neg_terms = [], []
     for k in range(K):
-        s_pos = [math.exp(-alpha * (_cos(x[i], p[k]) - delta))
+        s_pos = [math.exp(-alpha * (r * _cos(x[i], p[k]) - delta))
                  for i in range(len(x)) if pos[i][k]]
-        s_neg = [math.exp(alpha * (_cos(x[i], p[k]) + delta))
+        s_neg = [math.exp(alpha * (r * _cos(x[i], p[k]) + delta))
                  for i in range(len(x)) if not pos[i][k]]
         if s_pos:
             pos_terms.append(math.log(1 + sum(s_pos)))
         neg_terms.append(math.log(1 + sum(s_neg)))
-    return sum(pos_terms) / len(pos_terms) + sum(neg_terms) / K
+    z = K if norm == 'all' else len(pos_terms)
+    return sum(pos_terms) / z + sum(neg_terms) / K
 
 
 X = [[1.0, 0.0], [0.6, 0.8], [0.0, -2.0], [-1.0, 1.0]]
 P = [[1.0, 0.2], [0.0, 1.0], [-1.0, -1.0]]
-# proxy 2 has no positive: it must not dilute the positive mean.
+# proxy 2 has no positive: the two normalisations differ.
 POS = [[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 1, 0]]
 
 
@@ -46,20 +49,60 @@ def test_loss_matches_hand_computation(alpha, delta):
     assert got.item() == pytest.approx(want, rel=1e-5)
 
 
-def test_proxies_without_positives_only_count_in_the_negative_mean():
-    # Averaging the positive term over all 3 proxies would give a different
-    # value: the test must be able to tell the two apart.
-    alpha, delta = 2.0, 0.1
-    got = proxy_anchor_loss(torch.tensor(X), torch.tensor(P),
-                            torch.tensor(POS, dtype=torch.bool), alpha, delta)
-    pos_terms = []
-    for k in range(2):
-        s = [math.exp(-alpha * (_cos(X[i], P[k]) - delta)) for i in range(4)
-             if POS[i][k]]
-        pos_terms.append(math.log(1 + sum(s)))
-    wrong = _hand_loss(X, P, POS, alpha, delta) - sum(pos_terms) / 2 + \
-        sum(pos_terms) / 3
-    assert abs(got.item() - wrong) > 1e-3
+def test_positive_normalisation_options_on_a_hand_case():
+    """One feature per proxy 0 and 1, none for proxy 2, alpha = 1, delta =
+    0, features equal to their proxies (cos = 1) and orthogonal to the
+    others (cos = 0): each present proxy's positive term is log(1 + e^-1);
+    every negative term is log(1 + n e^0) with n its negatives."""
+    x = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    p = torch.eye(3)
+    pos = torch.tensor([[1, 0, 0], [0, 1, 0]], dtype=torch.bool)
+    lp = math.log(1 + math.exp(-1))
+    neg = (math.log(2) + math.log(2) + math.log(3)) / 3
+    all_ = proxy_anchor_loss(x, p, pos, alpha=1.0, delta=0.0)   # default
+    withp = proxy_anchor_loss(x, p, pos, alpha=1.0, delta=0.0,
+                              pos_normalization='with_positives')
+    assert all_.item() == pytest.approx(2 * lp / 3 + neg, rel=1e-6)
+    assert withp.item() == pytest.approx(2 * lp / 2 + neg, rel=1e-6)
+    assert abs(all_.item() - withp.item()) > 0.1
+    # the general hand computation, both ways
+    for norm in ('all', 'with_positives'):
+        got = proxy_anchor_loss(torch.tensor(X), torch.tensor(P),
+                                torch.tensor(POS, dtype=torch.bool), 2.0, 0.1,
+                                pos_normalization=norm)
+        assert got.item() == pytest.approx(
+            _hand_loss(X, P, POS, 2.0, 0.1, norm=norm), rel=1e-5)
+    # every proxy with positives: the two agree
+    full = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    x3 = torch.randn(3, 3)
+    torch.testing.assert_close(
+        proxy_anchor_loss(x3, p, full),
+        proxy_anchor_loss(x3, p, full, pos_normalization='with_positives'))
+    with pytest.raises(ValueError, match='pos_normalization'):
+        proxy_anchor_loss(x, p, pos, pos_normalization='mean')
+
+
+def test_scale_ratio_multiplies_the_cosine_before_alpha_and_delta():
+    """s = r cos: with x equal to proxy 0 and orthogonal to proxy 1,
+    alpha = 1, delta = 0.1, r = 5: positive log(1 + e^-(5 - 0.1)),
+    negative of proxy 1 log(1 + e^(0 + 0.1)), proxy 0 has no negative."""
+    x = torch.tensor([[1.0, 0.0]])
+    p = torch.eye(2)
+    pos = torch.tensor([[1, 0]], dtype=torch.bool)
+    got = proxy_anchor_loss(x, p, pos, alpha=1.0, delta=0.1, scale_ratio=5.0)
+    want = math.log(1 + math.exp(-4.9)) / 2 + math.log(1 + math.exp(0.1)) / 2
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    # r is not a rescaling of alpha alone: the margin is not scaled
+    alpha5 = proxy_anchor_loss(x, p, pos, alpha=5.0, delta=0.1)
+    assert abs(alpha5.item() - got.item()) > 1e-3
+    x, p = torch.tensor(X), torch.tensor(P)
+    pos = torch.tensor(POS, dtype=torch.bool)
+    for r in (1.0, 5.0, 10.0):
+        got = proxy_anchor_loss(x, p, pos, 2.0, 0.1, scale_ratio=r)
+        assert got.item() == pytest.approx(
+            _hand_loss(X, P, POS, 2.0, 0.1, r=r), rel=1e-5)
+    # the reference's largest r with alpha = 32 stays finite
+    assert torch.isfinite(proxy_anchor_loss(x, p, pos, scale_ratio=60.0))
 
 
 def test_multi_label_rows():
@@ -111,6 +154,14 @@ def test_module_from_registry_scales_by_weight_and_handles_empty_batches():
     pos = torch.tensor(POS, dtype=torch.bool)
     assert loss(x, p, pos).item() == pytest.approx(
         0.5 * _hand_loss(X, P, POS, 4.0, 0.2), rel=1e-5)
+    ref = MODELS.build(dict(type='mmship.ProxyAnchorLoss', alpha=4.,
+                            delta=0.2, loss_weight=0.5, scale_ratio=5.,
+                            pos_normalization='with_positives'))
+    assert ref(x, p, pos).item() == pytest.approx(
+        0.5 * _hand_loss(X, P, POS, 4.0, 0.2, r=5.0, norm='with_positives'),
+        rel=1e-5)
+    with pytest.raises(ValueError, match='scale_ratio'):
+        ProxyAnchorLoss(scale_ratio=0.0)
     proxies = torch.randn(3, 2, requires_grad=True)
     empty = loss(torch.zeros(0, 2), proxies, torch.zeros(0, 3,
                                                         dtype=torch.bool))

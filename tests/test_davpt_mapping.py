@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 from mmship.davpt import (DAVPTMappingHook, class_patch_weights,
                           cluster_classes, compute_class_means, cosine_kmeans,
                           pool_class_features, seg_class_features)
-from mmship.davpt.mapping import check_dataset_labels, load_mapping
+from mmship.davpt.mapping import (check_dataset_labels, final_tokens,
+                                  kmeans_input, load_mapping)
 from mmship.registry import HOOKS
 from tiny import PRETRAIN_ARGS, SEG_ARGS
 
@@ -227,6 +228,63 @@ def test_class_means_of_a_classifier():
     assert model.training           # mode restored
     sim = F.normalize(means, dim=1) @ F.normalize(means, dim=1).t()
     assert sim[0, 1] > sim[0, 2] and sim[2, 3] > sim[2, 4]
+
+
+def test_class_mean_norm_layer_centres_each_mean_before_kmeans():
+    """'layer' (the reference's kmeans_norm): each class mean minus its own
+    mean over D, divided by its std (no affine); 'l2' / 'none' hand k-means
+    the means as they are (k-means normalises them itself)."""
+    means = torch.tensor([[6.0, 4.0, 5.0], [1.0, 2.0, 6.0]])
+    got = kmeans_input(means, 'layer')
+    row = torch.tensor([1.0, -1.0, 0.0])
+    torch.testing.assert_close(got[0], row / (2.0 / 3.0 + 1e-5) ** 0.5)
+    m = means[1] - 3.0
+    torch.testing.assert_close(got[1], m / (m.pow(2).mean() + 1e-5) ** 0.5)
+    for how in ('l2', 'none'):
+        torch.testing.assert_close(kmeans_input(means, how), means)
+    with pytest.raises(ValueError, match='class_mean_norm'):
+        kmeans_input(means, 'batch')
+    # four classes: a large common offset (+5 or -5 on every channel) and a
+    # small direction (+u or -u, u = (1, -1, 0)).  Raw cosine groups them
+    # by offset, the centred means by direction.
+    u = torch.tensor([1.0, -1.0, 0.0])
+    ones = torch.ones(3)
+    means = torch.stack([5 * ones + u, -5 * ones + 1.1 * u,
+                         5 * ones - u, -5 * ones - 0.9 * u])
+    counts = torch.full((4, ), 10)
+    raw = cluster_classes(means, counts, 2, class_mean_norm='l2')
+    layer = cluster_classes(means, counts, 2, class_mean_norm='layer')
+    assert _partition(raw.mapping) == [[0, 2], [1, 3]]
+    assert _partition(layer.mapping) == [[0, 1], [2, 3]]
+    assert _partition(cluster_classes(means, counts, 2,
+                                      class_mean_norm='none').mapping) == \
+        [[0, 2], [1, 3]]
+
+
+def test_class_mean_norm_decides_whether_image_features_are_unit():
+    """'l2': the mean of unit image features; 'layer' / 'none': the mean of
+    the raw (final-normed) CLS features, as the reference averages them."""
+    model = _classifier()
+    data = ColourDataset(per_class=2)
+    kw = dict(images_per_class=2, batch_size=12, progress=False)
+    unit, _ = compute_class_means(model, data, pseudo_collate, 6, **kw)
+    raw, _ = compute_class_means(model, data, pseudo_collate, 6,
+                                 class_mean_norm='layer', **kw)
+    batch = pseudo_collate([data[i] for i in range(len(data))])
+    inputs = model.data_preprocessor(batch, False)['inputs']
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        cls = final_tokens(model, inputs, with_prompts=False)[:, 0]
+    model.train(was)
+    labels = torch.tensor(data.items)
+    for c in range(6):
+        torch.testing.assert_close(raw[c], cls[labels == c].mean(0),
+                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            unit[c], F.normalize(cls[labels == c], dim=1).mean(0),
+            rtol=1e-4, atol=1e-5)
+    assert (raw.norm(dim=1) - unit.norm(dim=1)).abs().max() > 0.1
 
 
 class FakeRunner:

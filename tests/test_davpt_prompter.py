@@ -39,6 +39,7 @@ class Recorder:
 
     def __init__(self, prompter, block):
         self.x_in = None
+        self.block = block
         original = prompter.after_block
 
         def after_block(b, ctx, ops, x_in, *args):
@@ -72,11 +73,60 @@ def test_losses_only_in_training_and_keys():
     bb.eval()
     _, losses = bb.forward_with_losses(img, cls_targets([0, 1, 2, 3]))
     assert losses == {}
-    # two proxy blocks: one pair of losses each
+    # two proxy blocks: one pair of losses (their mean over the blocks), and
+    # each block's values logged under names without "loss" (not summed)
     bb = cls_backbone(proxy_blocks=[1, -1])
     _, losses = bb.forward_with_losses(img, cls_targets([0, 1, 2, 3]))
-    assert set(losses) == {'loss_davpt_patch_1', 'loss_davpt_cls_1',
-                           'loss_davpt_patch_3', 'loss_davpt_cls_3'}
+    assert set(losses) == {'loss_davpt_patch', 'loss_davpt_cls',
+                           'davpt_patch_b1', 'davpt_cls_b1',
+                           'davpt_patch_b3', 'davpt_cls_b3'}
+    assert not any(v.requires_grad for k, v in losses.items()
+                   if not k.startswith('loss'))
+
+
+def _block_losses(bb, rec, labels):
+    """Hand-computed (patch, cls) losses of the block a Recorder watched."""
+    x_in, block = rec.x_in, rec.block
+    proxies = bb.prompter.proxies(block)
+    pos = F.one_hot(torch.tensor(labels), 4).bool()
+    patch = 0.3 * proxy_anchor_loss(x_in[:, 1:].mean(1), proxies, pos)
+    layer = bb.layers[block]
+    qkv = layer.attn.qkv
+    q = F.linear(layer.ln1(x_in[:, 0]), qkv.weight[:D], qkv.bias[:D])
+    return patch, 0.7 * proxy_anchor_loss(q, proxies, pos)
+
+
+@pytest.mark.parametrize('reduction', ['mean', 'sum'])
+def test_losses_are_averaged_over_proxy_blocks(reduction):
+    """One proxy block: the block's losses.  Two: their mean (the
+    reference: the sum over proxy blocks divided by their number), or their
+    sum with block_reduction='sum'."""
+    img = torch.randn(4, 3, 32, 32)
+    labels = [2, 0, 1, 3]
+    torch.manual_seed(0)
+    one = cls_backbone(block_reduction=reduction)
+    rec = Recorder(one.prompter, 3)
+    _, losses = one.forward_with_losses(img, cls_targets(labels))
+    patch3, cls3 = _block_losses(one, rec, labels)
+    torch.testing.assert_close(losses['loss_davpt_patch'], patch3)
+    torch.testing.assert_close(losses['loss_davpt_cls'], cls3)
+    assert set(losses) == {'loss_davpt_patch', 'loss_davpt_cls'}
+
+    two = cls_backbone(proxy_blocks=[1, 3], block_reduction=reduction)
+    rec1, rec3 = Recorder(two.prompter, 1), Recorder(two.prompter, 3)
+    _, losses = two.forward_with_losses(img, cls_targets(labels))
+    (p1, c1), (p3, c3) = _block_losses(two, rec1, labels), \
+        _block_losses(two, rec3, labels)
+    assert abs(p1.item() - p3.item()) > 1e-4       # the two blocks differ
+    n = 2.0 if reduction == 'mean' else 1.0
+    torch.testing.assert_close(losses['loss_davpt_patch'], (p1 + p3) / n)
+    torch.testing.assert_close(losses['loss_davpt_cls'], (c1 + c3) / n)
+    torch.testing.assert_close(losses['davpt_patch_b1'], p1)
+    torch.testing.assert_close(losses['davpt_cls_b3'], c3)
+    # what the optimiser sees: mmengine sums the keys containing "loss"
+    from mmengine.model import BaseModel
+    total, _ = BaseModel.parse_losses(None, losses)
+    torch.testing.assert_close(total, (p1 + p3 + c1 + c3) / n)
 
 
 def test_classification_losses_equal_hand_computation():
@@ -209,7 +259,7 @@ def test_bias_delta_layout_and_effect():
 def test_key_bias_delta_gets_no_gradient_through_softmax():
     """A bias added to every key shifts each query's logits by a constant,
     which softmax ignores: b_K's gradient is zero up to rounding, b_V's is
-    not.  (Documented: DA-VPT+'s b_K is kept because the paper names it.)"""
+    not.  (Why b_K is in no DA-VPT+ preset; an explicit list still may.)"""
     bb = cls_backbone(bias_tuning=['k', 'v'])
     img = torch.randn(4, 3, 32, 32)
     feats, losses = bb.forward_with_losses(img, cls_targets([0, 1, 2, 3]))
@@ -217,6 +267,102 @@ def test_key_bias_delta_gets_no_gradient_through_softmax():
     g = bb.prompter.bias_deltas['1'].grad
     assert g[1].abs().max() > 1e-3
     assert g[0].abs().max() < 1e-5 * g[1].abs().max() + 1e-7
+
+
+# Host parameters each preset names, per host layout (tiny hosts: L = 4).
+_REF_PARTS = {
+    'mmpretrain': ['attn.proj.bias', 'ffn.layers.1.bias', 'ln2.bias',
+                   'ln1.weight', 'ln1.bias'],
+    'mmseg': ['attn.attn.out_proj.bias', 'ffn.layers.1.bias', 'ln2.bias',
+              'ln1.weight', 'ln1.bias'],
+}
+
+
+def _expected_host(plus, host_format):
+    if plus != 'reference':
+        return set()
+    return {'cls_token'} | {f'layers.{i}.{n}' for i in range(L)
+                            for n in _REF_PARTS[host_format]}
+
+
+def _plus_backbone(plus, seg, **kw):
+    if seg:
+        return PromptedSegViT(prompt=davpt(num_classes=5, num_proxies=5,
+                                           plus=plus, **kw),
+                              **SEG_ARGS).train()
+    return cls_backbone(plus=plus, **kw)
+
+
+@pytest.mark.parametrize('seg', [False, True])
+@pytest.mark.parametrize('plus,count', [
+    (None, 0),
+    ('paper', L * D),                               # b_V: 128
+    ('reference', L * D + L * 5 * D + D),   # v + 5 host per block + CLS = 800
+])
+def test_plus_presets_train_exactly_what_they_name(plus, count, seg):
+    """Each preset trains the parameters it names and no other host
+    parameter; every one of them gets a gradient in one training step, and
+    its parameter count is the hand count (6 L D + D for the reference's
+    set: 73 x 384 = 28,032 on ViT-S/14, 73 x 768 = 56,064 on ViT-B/16)."""
+    bb = _plus_backbone(plus, seg)
+    p = bb.prompter
+    assert p.bias_tuning == ([] if plus is None else ['v'])
+    host = {n for n, t in bb.named_parameters()
+            if t.requires_grad and not n.startswith('prompter.')}
+    assert host == _expected_host(plus, bb.host_format)
+    deltas = sum(t.numel() for t in p.bias_deltas.parameters())
+    host_count = sum(t.numel() for n, t in bb.named_parameters()
+                     if n in host)
+    assert deltas + host_count == count
+    assert p.plus_param_counts() == dict(bias_deltas=deltas, host=host_count,
+                                         total=count)
+    # one training step: every trainable parameter gets a gradient
+    if seg:
+        targets = _seg_targets(_seg_maps())
+    else:
+        targets = cls_targets([0, 1, 2, 3])
+    img = torch.randn(targets['seg_maps'].shape[0] if seg else 4, 3, 32, 32)
+    feats, losses = bb.forward_with_losses(img, targets)
+    (sum(f.pow(2).mean() for f in feats) + sum(
+        v for k, v in losses.items() if k.startswith('loss'))).backward()
+    no_grad = [n for n, t in bb.named_parameters() if t.requires_grad and
+               (t.grad is None or t.grad.abs().sum() == 0)]
+    assert no_grad == []
+
+
+def test_plus_presets_add_to_explicit_lists_and_are_logged():
+    from mmengine.logging import MMLogger
+    bb = cls_backbone(plus='paper', bias_tuning=['q'],
+                      host_tuning=['cls_token'])
+    p = bb.prompter
+    assert p.bias_tuning == ['q', 'v'] and p.host_parts == ('cls_token', )
+    assert p.plus_param_counts() == dict(bias_deltas=L * 2 * D, host=D,
+                                         total=L * 2 * D + D)
+    assert [n for n, t in bb.named_parameters()
+            if t.requires_grad and not n.startswith('prompter.')] == \
+        ['cls_token']
+    # explicit lists alone still work, b_K included if asked for
+    bb = cls_backbone(bias_tuning=['k', 'v'], host_tuning=['ln1'])
+    assert bb.prompter.plus is None and bb.prompter.bias_tuning == ['k', 'v']
+    assert bb.prompter.plus_param_counts()['total'] == L * 2 * D + L * 2 * D
+    with pytest.raises(ValueError, match='plus must be one of'):
+        cls_backbone(plus='kv')
+    with pytest.raises(ValueError, match="Unknown host part 'fc2'"):
+        cls_backbone(host_tuning=['fc2'])
+    MMLogger.get_instance('davpt_plus_log')
+    import logging
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        cls_backbone(plus='reference')
+    finally:
+        logger.removeHandler(handler)
+    msg = ' '.join(r.getMessage() for r in records)
+    assert "preset 'reference'" in msg and f'= {6 * L * D + D} parameters' \
+        in msg
 
 
 def _classifier(**kw):
@@ -236,6 +382,7 @@ def _classifier(**kw):
     (dict(bias_tuning=['v'], bias_blocks=[0, -1]), 448 + 2 * D),    # 512
     (dict(num_tokens=10, proxy_num_tokens=None, num_proxies=10,
           num_classes=4, bias_tuning=['k', 'v']), 4 * 10 * D + L * 2 * D),
+    (dict(plus='paper'), 448 + L * D),                              # 576
 ])
 def test_parameter_counts_match_hand_count(kw, prompter):
     model = _classifier(**kw)
@@ -258,8 +405,10 @@ def _cls_batch(model, n=4):
     return inputs, samples
 
 
-def test_every_trainable_parameter_reaches_the_loss():
-    model = _classifier(bias_tuning=['k', 'v']).train()
+@pytest.mark.parametrize('kw', [dict(bias_tuning=['k', 'v']),
+                                dict(plus='reference')])
+def test_every_trainable_parameter_reaches_the_loss(kw):
+    model = _classifier(**kw).train()
     inputs, samples = _cls_batch(model)
     losses = model.loss(inputs, samples)
     assert {'loss_davpt_patch', 'loss_davpt_cls', 'loss'} <= set(losses)
@@ -283,7 +432,7 @@ def test_ddp_without_find_unused_parameters():
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(_free_port()))
     dist.init_process_group('gloo', rank=0, world_size=1)
     try:
-        model = _classifier(bias_tuning=['k', 'v']).train()
+        model = _classifier(plus='reference').train()
         ddp = DDP(model, find_unused_parameters=False)
         inputs, samples = _cls_batch(model)
         for _ in range(3):

@@ -85,6 +85,15 @@ def test_mapping_tool(demo_data, tmp_path):
         sorted(['background', 'circle', 'rectangle', 'triangle'])
     assert all(n <= 3 for n in data['images_per_class'])
     assert '4 classes -> 2 proxies' in proc.stdout
+    assert data['class_mean_norm'] == 'l2'          # the hook's default
+    # the reference's layer-normalised class means
+    out = tmp_path / 'layer.json'
+    run_tool(['python', 'tools/analysis/davpt_class_mapping.py', CONFIG,
+              '--out', str(out), '--images-per-class', '3',
+              '--num-workers', '0', '--class-mean-norm', 'layer',
+              '--cfg-options',
+              f'train_dataloader.dataset.data_root={demo_data}'])
+    assert json.load(open(out))['class_mean_norm'] == 'layer'
 
 
 def test_mapping_tool_refuses_other_methods():

@@ -1,3 +1,4 @@
-# DA-VPT+: DA-VPT plus the attention key and value biases of every block.
+# DA-VPT+ (the paper's preset): DA-VPT plus a value-bias delta b_V in every
+# block (b_K is left out: softmax ignores a bias added to every key).
 _base_ = ['./davpt_dinov2-s14_cifar10-1k.py']
-model = dict(backbone=dict(prompt=dict(bias_tuning=['k', 'v'])))
+model = dict(backbone=dict(prompt=dict(plus='paper')))

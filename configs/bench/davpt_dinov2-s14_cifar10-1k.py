@@ -7,11 +7,18 @@ model = dict(backbone=dict(prompt=dict(
     num_classes=10,
     num_tokens=10,
     num_proxies=10,
-    proxy_blocks=[-1],
+    proxy_blocks=[-1],  # the reference's segmentation and most VTAB configs
+    block_reduction='mean',
+    # scale_ratio: the reference's r (its configs: 5); pos_normalization
+    # 'all' is the reference's mean over all proxies (docs/davpt.md).
     patch_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32., delta=0.1,
+                    scale_ratio=1.0, pos_normalization='all',
                     loss_weight=0.01),  # beta (VTAB default)
     cls_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32., delta=0.1,
+                  scale_ratio=1.0, pos_normalization='all',
                   loss_weight=0.01),  # lambda
     bias_tuning=[],
     dropout=0.1)))
-custom_hooks = [dict(type='DAVPTMappingHook', images_per_class=10)]
+# C <= M: the mapping is the identity, class_mean_norm has no effect here.
+custom_hooks = [dict(type='DAVPTMappingHook', images_per_class=10,
+                     class_mean_norm='l2')]

@@ -25,7 +25,7 @@ model = dict(
                             delta=0.1, loss_weight=0.01),  # beta
             cls_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32.,
                           delta=0.1, loss_weight=0.01),  # lambda
-            bias_tuning=[],  # DA-VPT+: ['k', 'v']
+            bias_tuning=[],  # DA-VPT+: plus='paper' or 'reference'
             dropout=0.1)),
     head=dict(num_classes=num_classes))
 auto_scale_lr = dict(base_batch_size=64)

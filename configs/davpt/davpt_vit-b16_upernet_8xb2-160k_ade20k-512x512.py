@@ -25,7 +25,7 @@ davpt_prompt = dict(
                     loss_weight=0.05),  # beta
     cls_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32., delta=0.1,
                   loss_weight=0.05),  # lambda
-    bias_tuning=[],  # DA-VPT+: ['k', 'v']
+    bias_tuning=[],  # DA-VPT+: plus='paper' or 'reference'
     dropout=0.1)
 model = dict(backbone=dict(prompt=davpt_prompt))
 

@@ -4,7 +4,7 @@
 # prompts.  Its 4 classes are clustered onto 2 proxies so that the
 # class-to-prompt mapping is a real k-means, computed before training by
 # DAVPTMappingHook, and re-clustered every 100 iterations from iteration 100
-# on.  Add bias_tuning=['k', 'v'] for DA-VPT+.
+# on.  Add plus='paper' for DA-VPT+.
 _base_ = ['../demo/vpt-deep_vit-tiny_upernet_300it_demo-shapes-64x64.py']
 model = dict(
     backbone=dict(

@@ -8,7 +8,32 @@ from torch import Tensor
 
 
 class _BlockOps:
-    """Common part: head split and merge."""
+    """Common part: head split and merge, and the names of host parameters
+    a method may train (``Prompter.host_parts``)."""
+
+    #: host parameters outside the blocks: logical name -> fnmatch pattern.
+    BACKBONE_PARTS = {
+        'cls_token': 'cls_token',
+        'patch_embed_bias': 'patch_embed.projection.bias',
+    }
+    #: host parameters of every block, relative to the block.
+    BLOCK_PARTS: dict = {}
+
+    @classmethod
+    def part_patterns(cls, parts, layers_prefix: str = 'layers') -> list:
+        """fnmatch patterns of the host parameters named by ``parts``
+        (every block for per-block parts)."""
+        out = []
+        for part in parts:
+            if part in cls.BACKBONE_PARTS:
+                out.append(cls.BACKBONE_PARTS[part])
+            elif part in cls.BLOCK_PARTS:
+                out.append(f'{layers_prefix}.*.{cls.BLOCK_PARTS[part]}')
+            else:
+                known = sorted(cls.BACKBONE_PARTS) + sorted(cls.BLOCK_PARTS)
+                raise ValueError(f'Unknown host part {part!r}; known: '
+                                 f'{known}.')
+        return out
 
     def __init__(self, layer, num_heads: int):
         self.layer = layer
@@ -34,6 +59,13 @@ class _BlockOps:
 class SegBlockOps(_BlockOps):
     """mmseg's ``TransformerEncoderLayer`` (mmcv MultiheadAttention around
     ``nn.MultiheadAttention``, mmcv FFN)."""
+    BLOCK_PARTS = {
+        'ln1': 'ln1.*',                          # LayerNorm-1 weight and bias
+        'ln2_bias': 'ln2.bias',
+        'attn_proj_bias': 'attn.attn.out_proj.bias',
+        'ffn_fc1_bias': 'ffn.layers.0.0.bias',
+        'ffn_fc2_bias': 'ffn.layers.1.bias',
+    }
 
     def __init__(self, layer):
         super().__init__(layer, layer.attn.attn.num_heads)
@@ -63,6 +95,13 @@ class SegBlockOps(_BlockOps):
 class PretrainBlockOps(_BlockOps):
     """mmpretrain's ``TransformerEncoderLayer`` (fused qkv Linear, layer
     scale ``gamma1``/``gamma2`` for DINOv2 / DeiT-3)."""
+    BLOCK_PARTS = {
+        'ln1': 'ln1.*',                          # LayerNorm-1 weight and bias
+        'ln2_bias': 'ln2.bias',
+        'attn_proj_bias': 'attn.proj.bias',
+        'ffn_fc1_bias': 'ffn.layers.0.0.bias',
+        'ffn_fc2_bias': 'ffn.layers.1.bias',
+    }
 
     def __init__(self, layer):
         super().__init__(layer, layer.attn.num_heads)

@@ -69,8 +69,24 @@ class PromptedBackboneMixin:
         # Plain list: views over the layers, not modules of their own.
         self._block_ops = [block_ops_cls(layer) for layer in self.layers]
         self.freeze_backbone = freeze_backbone
-        self.trainable = list(trainable)
+        # Host parameters the method itself trains (e.g. DA-VPT+ presets),
+        # by logical name, resolved for this host.
+        parts = list(getattr(self.prompter, 'host_parts', ()) or ())
+        part_patterns = block_ops_cls.part_patterns(parts)
+        self.trainable = list(trainable) + [
+            p for p in part_patterns if p not in trainable]
         self._freeze_host()
+        if self.prompter is not None:
+            counts = {}
+            for part, pattern in zip(parts, part_patterns):
+                counts[part] = sum(
+                    p.numel() for n, p in self.named_parameters()
+                    if not n.startswith('prompter.')
+                    and fnmatch.fnmatch(n, pattern))
+                if freeze_backbone and counts[part] == 0:
+                    raise ValueError(f'Host part {part!r} ({pattern}) '
+                                     f'matches no parameter of this backbone.')
+            self.prompter.host_frozen(counts)
 
     # -- freezing -------------------------------------------------------------
     def _freeze_host(self):

@@ -48,6 +48,11 @@ class Prompter(BaseModule):
         init (str): prompt init, ``'vpt'`` or ``'xavier'``.
     """
     requires_cls_token = False
+    #: Host parameters the method trains besides its own, by logical name
+    #: (``core/block_ops.py``: ``cls_token``, ``ln1``, ``attn_proj_bias``,
+    #: ...); the backbone resolves them to its parameter names, keeps them
+    #: trainable and reports their sizes through ``host_frozen``.
+    host_parts: Sequence[str] = ()
 
     def __init__(self,
                  num_layers: int,
@@ -149,6 +154,10 @@ class Prompter(BaseModule):
     def qkv_bias_delta(self, block: int) -> Optional[Tensor]:
         """A learnable addition to the block's fused qkv bias, if tuned."""
         return None
+
+    def host_frozen(self, host_part_counts: Dict[str, int]):
+        """Called once by the backbone after freezing, with the number of
+        parameters each of ``host_parts`` holds on this host."""
 
     def after_block(self, block: int, ctx: PromptContext, ops, x_in: Tensor,
                     prompts_in: Dict[str, Tensor], x_out: Tensor,

@@ -10,7 +10,8 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 
-from .mapping import (check_dataset_labels, compute_class_mapping,
+from .mapping import (check_class_mean_norm, check_dataset_labels,
+                      compute_class_mapping,
                       is_segmentor, load_mapping, save_mapping)
 
 
@@ -58,6 +59,10 @@ class DAVPTMappingHook(Hook):
             (prompts on) and re-run k-means from the previous centroids,
             every ``recluster_interval`` epochs/iterations.  None: never.
         seed (int): image selection and k-means++ seed.
+        class_mean_norm (str): k-means input (``mapping.py``): ``'l2'``
+            (default: means of unit image features), ``'layer'`` (the
+            reference: means of raw features, layer-normalised) or
+            ``'none'`` (means of raw features).
     """
     priority = 'NORMAL'
 
@@ -72,7 +77,8 @@ class DAVPTMappingHook(Hook):
                  recluster_interval: int = 1,
                  by_epoch: bool = True,
                  filename: str = 'davpt_class_mapping.json',
-                 seed: int = 0):
+                 seed: int = 0,
+                 class_mean_norm: str = 'l2'):
         if images_per_class < 1:
             raise ValueError('images_per_class must be >= 1.')
         if recluster_interval < 1:
@@ -88,6 +94,7 @@ class DAVPTMappingHook(Hook):
         self.by_epoch = by_epoch
         self.filename = filename
         self.seed = seed
+        self.class_mean_norm = check_class_mean_norm(class_mean_norm)
         self._dataset = None
         #: classes moved by each re-clustering, [(epoch or iter, moved)].
         self.history = []
@@ -123,7 +130,8 @@ class DAVPTMappingHook(Hook):
             result = compute_class_mapping(
                 model, dataset, collate_fn, self.images_per_class,
                 self.max_images, batch_size, workers,
-                with_prompts=recluster, recluster=recluster, seed=self.seed)
+                with_prompts=recluster, recluster=recluster, seed=self.seed,
+                class_mean_norm=self.class_mean_norm)
             mapping.copy_(result.mapping)
             centroids.copy_(result.centroids)
             if result.moved is not None:
@@ -136,11 +144,13 @@ class DAVPTMappingHook(Hook):
         if result is not None and runner.work_dir:
             names = (getattr(dataset, 'metainfo', None) or {}).get('classes')
             save_mapping(osp.join(runner.work_dir, self.filename), result, M,
-                         names, stage=tag)
+                         names, stage=tag,
+                         class_mean_norm=self.class_mean_norm)
             if recluster:
                 stem, ext = osp.splitext(self.filename)
                 save_mapping(osp.join(runner.work_dir, f'{stem}_{tag}{ext}'),
-                             result, M, names, stage=tag)
+                             result, M, names, stage=tag,
+                             class_mean_norm=self.class_mean_norm)
         sizes = torch.bincount(mapping.cpu(), minlength=M).tolist()
         msg = (f'DA-VPT class-to-prompt mapping ({tag}): {C} classes -> {M} '
                f'proxies, classes per proxy {sizes}')

@@ -13,7 +13,19 @@ Features:
   down-sampling of the ground truth to the patch grid, ignore index
   excluded), L2-normalised.
 
-A class mean is the mean of its images' unit features.  Images are chosen
+``class_mean_norm`` says how features become the k-means input:
+
+* ``'l2'`` (default): each image's feature is L2-normalised, a class mean is
+  the mean of its images' unit features;
+* ``'layer'`` (the reference code's ``kmeans_norm='layer'``, used by all its
+  configs): a class mean is the mean of the raw features, then
+  layer-normalised over D without affine (minus its own mean over the D
+  channels, divided by their std);
+* ``'none'`` (the reference's ``'none'``; its ``'l2'`` is the same under
+  cosine k-means): the mean of the raw features.
+
+k-means is cosine in every case, so only the centring of ``'layer'`` and the
+weighting of images (unit vs raw norms) differ.  Images are chosen
 deterministically (a seeded permutation of the data set): for classification
 the first ``images_per_class`` of each class, for segmentation images are
 read in that order until every class has ``images_per_class`` images or
@@ -107,6 +119,26 @@ def cosine_kmeans(x: Tensor, k: int, init: Optional[Tensor] = None,
 
 
 # -- mapping ---------------------------------------------------------------------
+CLASS_MEAN_NORMS = ('l2', 'layer', 'none')
+
+
+def check_class_mean_norm(how: str) -> str:
+    if how not in CLASS_MEAN_NORMS:
+        raise ValueError(f'class_mean_norm must be one of {CLASS_MEAN_NORMS},'
+                         f' got {how!r}.')
+    return how
+
+
+def kmeans_input(means: Tensor, class_mean_norm: str = 'l2') -> Tensor:
+    """The class means as k-means sees them (before its own unit
+    normalisation): layer-normalised over D (no affine) for ``'layer'``,
+    unchanged otherwise."""
+    check_class_mean_norm(class_mean_norm)
+    means = means.float()
+    if class_mean_norm == 'layer':
+        return F.layer_norm(means, means.shape[1:])
+    return means
+
 @dataclass
 class ClassMapping:
     mapping: Tensor                 # (C,) long
@@ -123,10 +155,12 @@ class ClassMapping:
 def cluster_classes(means: Tensor, counts: Tensor, num_proxies: int,
                     previous: Optional[Tensor] = None,
                     init_centroids: Optional[Tensor] = None,
-                    seed: int = 0) -> ClassMapping:
+                    seed: int = 0,
+                    class_mean_norm: str = 'l2') -> ClassMapping:
     """Map C classes onto M proxies from their means.
 
-    Identity when C <= M.  Classes without any image keep their ``previous``
+    Identity when C <= M.  ``class_mean_norm='layer'`` layer-normalises the
+    means of the classes with images before k-means (``kmeans_input``).  Classes without any image keep their ``previous``
     proxy, or get ``c % M`` (with a warning) when there is none.
     ``init_centroids`` (re-clustering) starts k-means from the previous
     clusters so that proxy indices keep their meaning.
@@ -144,8 +178,9 @@ def cluster_classes(means: Tensor, counts: Tensor, num_proxies: int,
             f'Only {int(seen.sum())} of {num_classes} classes had images, '
             f'fewer than the {num_proxies} proxies: cannot cluster. Raise '
             f'images_per_class / max_images or check the labels.')
-    assign, cent = cosine_kmeans(means.cpu()[seen], num_proxies,
-                                 init=init_centroids, seed=seed)
+    assign, cent = cosine_kmeans(
+        kmeans_input(means.cpu()[seen], class_mean_norm), num_proxies,
+        init=init_centroids, seed=seed)
     mapping = torch.empty(num_classes, dtype=torch.long)
     mapping[seen] = assign
     for c in unseen:
@@ -220,9 +255,12 @@ def compute_class_means(model, dataset, collate_fn: Callable,
                         max_images: Optional[int] = 2000,
                         batch_size: int = 8, num_workers: int = 0,
                         with_prompts: bool = False, seed: int = 0,
-                        progress: bool = True) -> Tuple[Tensor, Tensor]:
+                        progress: bool = True,
+                        class_mean_norm: str = 'l2') -> Tuple[Tensor, Tensor]:
     """Class means (C, D) float32 (zeros for classes without images) and the
-    number of images used per class (C,)."""
+    number of images used per class (C,).  Image features are L2-normalised
+    before averaging for ``class_mean_norm='l2'``, raw otherwise."""
+    check_class_mean_norm(class_mean_norm)
     from tqdm import tqdm
     segmentation = is_segmentor(model)
     check_dataset_labels(dataset, num_classes, segmentation)
@@ -271,7 +309,8 @@ def compute_class_means(model, dataset, collate_fn: Callable,
                     tokens.device)
                 feats = tokens[:, 0]
                 counts += torch.bincount(labels.cpu(), minlength=num_classes)
-            feats = F.normalize(feats, dim=1)
+            if class_mean_norm == 'l2':
+                feats = F.normalize(feats, dim=1)
             if sums is None:
                 sums = torch.zeros(num_classes, feats.shape[1],
                                    dtype=torch.float64)
@@ -293,8 +332,8 @@ def compute_class_mapping(model, dataset, collate_fn: Callable,
                           max_images: Optional[int] = 2000,
                           batch_size: int = 8, num_workers: int = 0,
                           with_prompts: bool = False, recluster: bool = False,
-                          seed: int = 0, progress: bool = True
-                          ) -> ClassMapping:
+                          seed: int = 0, progress: bool = True,
+                          class_mean_norm: str = 'l2') -> ClassMapping:
     """Class means with ``model``, clustered onto its prompter's proxies.
 
     ``recluster``: start k-means from the prompter's current centroids and
@@ -302,14 +341,16 @@ def compute_class_mapping(model, dataset, collate_fn: Callable,
     prompter = model.backbone.prompter
     means, counts = compute_class_means(
         model, dataset, collate_fn, prompter.num_classes, images_per_class,
-        max_images, batch_size, num_workers, with_prompts, seed, progress)
+        max_images, batch_size, num_workers, with_prompts, seed, progress,
+        class_mean_norm)
     previous = prompter.class_to_proxy.detach().cpu().clone()
     init = prompter.proxy_centroids.detach().cpu() if recluster else None
     if init is not None and float(init.abs().sum()) == 0:
         init = None   # a mapping loaded without centroids: start afresh
     return cluster_classes(means, counts, prompter.num_proxies,
                            previous=previous if recluster else None,
-                           init_centroids=init, seed=seed)
+                           init_centroids=init, seed=seed,
+                           class_mean_norm=class_mean_norm)
 
 
 def mapping_to_dict(result: ClassMapping, num_proxies: int,
@@ -350,7 +391,8 @@ def load_mapping(path: str) -> Tuple[Tensor, Optional[Tensor]]:
                      if cent is not None else None)
 
 
-__all__ = ['cosine_kmeans', 'cluster_classes', 'ClassMapping',
+__all__ = ['cosine_kmeans', 'cluster_classes', 'kmeans_input',
+           'CLASS_MEAN_NORMS', 'ClassMapping',
            'compute_class_means', 'compute_class_mapping', 'final_tokens',
            'check_dataset_labels', 'mapping_to_dict', 'save_mapping',
            'load_mapping']

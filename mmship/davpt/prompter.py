@@ -9,9 +9,24 @@ losses pull
 * the block input's pooled patch features (patch-to-prompt, weight beta) and
 * the CLS query ``W_q LN(x_cls)`` of the block (prompt-to-CLS, weight lambda)
 
-towards the proxy of their class and away from the others.  DA-VPT+ also
-tunes the attention key and value biases (``bias_tuning=['k', 'v']``), as
-zero-initialised deltas added to the host's fused qkv bias.
+towards the proxy of their class and away from the others.  With several
+proxy blocks each loss is averaged over them (``block_reduction='mean'``, as
+the reference code does).
+
+DA-VPT+ tunes more of the frozen host, chosen by a named preset (``plus``)
+and / or explicit lists:
+
+* ``bias_tuning``: parts of the attention's fused qkv bias that get a
+  learnable zero-initialised delta (``'q'``, ``'k'``, ``'v'``);
+* ``host_tuning``: host parameters kept trainable, by logical name
+  (``core/block_ops.py``), e.g. ``'attn_proj_bias'``, ``'ln1'``,
+  ``'cls_token'``.
+
+Presets (``PLUS_PRESETS``): ``'paper'`` = b_V; ``'reference'`` = what the
+reference code's configs tune: v bias, attention projection bias, FFN fc2
+bias, LN2 bias, LN1 weight and bias, CLS token.  b_K is in neither: a bias
+added to every key shifts all logits of a query by the same constant, which
+softmax ignores, so b_K gets zero gradient and changes nothing.
 """
 from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence
@@ -25,6 +40,19 @@ from .features import seg_class_features
 from .losses import class_sets_to_pos_mask, labels_to_pos_mask
 
 QKV = ('q', 'k', 'v')
+
+#: DA-VPT+ presets: qkv bias deltas and host parts (added to the explicit
+#: ``bias_tuning`` / ``host_tuning`` lists).
+PLUS_PRESETS = {
+    # The paper's b_K and b_V without the inert b_K.
+    'paper': dict(bias_tuning=('v', ), host_tuning=()),
+    # The reference code's configs: bias_v, bias_proj, bias_fc2, bias_norm2,
+    # norm_norm1 and train_cls (bias_k, set in about half of them, dropped).
+    'reference': dict(bias_tuning=('v', ),
+                      host_tuning=('attn_proj_bias', 'ffn_fc2_bias',
+                                   'ln2_bias', 'ln1', 'cls_token')),
+}
+BLOCK_REDUCTIONS = ('mean', 'sum')
 
 
 @PROMPTERS.register_module()
@@ -46,11 +74,22 @@ class DAVPTPrompter(Prompter):
             ``loss_weight`` is beta); None switches it off.
         cls_loss (dict, optional): prompt-to-CLS loss config (``loss_weight``
             is lambda); None switches it off.
+        block_reduction (str): ``'mean'`` (default, the reference) or
+            ``'sum'`` of each loss over the proxy blocks.  With several proxy
+            blocks the per-block values are logged as ``davpt_patch_b{i}`` /
+            ``davpt_cls_b{i}`` (no ``loss`` in the name: not added again).
+        plus (str, optional): DA-VPT+ preset, ``'paper'`` or
+            ``'reference'`` (``PLUS_PRESETS``); None: DA-VPT.  Its lists are
+            added to ``bias_tuning`` and ``host_tuning``.
         bias_tuning (list[str]): which parts of the attention's fused qkv
-            bias get a learnable delta (DA-VPT+: ``['k', 'v']``; DA-VPT:
-            ``[]``).  Untuned parts add zeros that are not parameters.
-        bias_blocks (list[int], optional): blocks whose biases are tuned
+            bias get a learnable delta (e.g. ``['v']``).  Untuned parts add
+            zeros that are not parameters.
+        bias_blocks (list[int], optional): blocks whose bias deltas exist
             (default: all).
+        host_tuning (list[str]): host parameters kept trainable, by logical
+            name (``core/block_ops.py``: ``cls_token``, ``ln1``,
+            ``ln2_bias``, ``attn_proj_bias``, ``ffn_fc1_bias``,
+            ``ffn_fc2_bias``, ``patch_embed_bias``), in every block.
         dropout, init, attention: as ``Prompter``.
     """
     requires_cls_token = True
@@ -72,8 +111,11 @@ class DAVPTPrompter(Prompter):
                      type='mmship.ProxyAnchorLoss', loss_weight=0.05),
                  cls_loss: Optional[dict] = dict(
                      type='mmship.ProxyAnchorLoss', loss_weight=0.05),
+                 block_reduction: str = 'mean',
+                 plus: Optional[str] = None,
                  bias_tuning: Sequence[str] = (),
                  bias_blocks: Optional[Sequence[int]] = None,
+                 host_tuning: Sequence[str] = (),
                  dropout: float = 0.1,
                  init: str = 'vpt',
                  attention: dict = dict(decoupled=False),
@@ -113,9 +155,25 @@ class DAVPTPrompter(Prompter):
 
         self.patch_loss = MODELS.build(patch_loss) if patch_loss else None
         self.cls_loss = MODELS.build(cls_loss) if cls_loss else None
+        if block_reduction not in BLOCK_REDUCTIONS:
+            raise ValueError(f'block_reduction must be one of '
+                             f'{BLOCK_REDUCTIONS}, got {block_reduction!r}.')
+        self.block_reduction = block_reduction
 
-        # DA-VPT+: bias deltas (one (len(parts), D) parameter per block).
+        # DA-VPT+: a preset and / or explicit lists.
+        if plus is not None and plus not in PLUS_PRESETS:
+            raise ValueError(f'plus must be one of {sorted(PLUS_PRESETS)} or '
+                             f'None, got {plus!r}.')
+        self.plus = plus
+        preset = PLUS_PRESETS.get(plus, dict(bias_tuning=(), host_tuning=()))
+        host = [str(h) for h in preset['host_tuning']]
+        host += [str(h) for h in host_tuning if str(h) not in host]
+        self.host_parts = tuple(host)
+        self.host_part_counts: Dict[str, int] = {}
+
+        # Bias deltas (one (len(parts), D) parameter per block).
         parts = [str(p) for p in bias_tuning]
+        parts += [p for p in preset['bias_tuning'] if p not in parts]
         bad = [p for p in parts if p not in QKV]
         if bad or len(set(parts)) != len(parts):
             raise ValueError(f"bias_tuning lists parts of the attention's qkv "
@@ -123,7 +181,7 @@ class DAVPTPrompter(Prompter):
                              f"{list(bias_tuning)}.")
         self.bias_tuning = [p for p in QKV if p in parts]
         if bias_blocks is not None and not self.bias_tuning:
-            raise ValueError('bias_blocks is set but bias_tuning is empty.')
+            raise ValueError('bias_blocks is set but no qkv bias is tuned.')
         blocks = range(num_layers) if bias_blocks is None else \
             self._normalise_blocks(bias_blocks, 'bias_blocks')
         self.bias_deltas = nn.ParameterDict()
@@ -234,17 +292,50 @@ class DAVPTPrompter(Prompter):
                 f'proxies, and no class-to-prompt mapping was computed or '
                 f'loaded: add dict(type="DAVPTMappingHook") to custom_hooks.')
         proxies = self.proxies(block)
-        suffix = '' if len(self._proxy_source) == 1 else f'_{block}'
         if self.patch_loss is not None:
             x, pos = self._patch_features(x_in[:, 1:], targets)
-            ctx.losses['loss_davpt_patch' + suffix] = self.patch_loss(
-                x, proxies, pos)
+            self._add_loss(ctx, 'patch', block,
+                           self.patch_loss(x, proxies, pos))
         if self.cls_loss is not None:
             q, _, _ = ops.qkv(ops.norm1(x_in[:, :1]),
                               self.qkv_bias_delta(block))
             q_cls = q.transpose(1, 2).reshape(q.shape[0], -1)   # (B, D)
-            ctx.losses['loss_davpt_cls' + suffix] = self.cls_loss(
-                q_cls, proxies, self._cls_positives(targets))
+            self._add_loss(ctx, 'cls', block, self.cls_loss(
+                q_cls, proxies, self._cls_positives(targets)))
+
+    def _add_loss(self, ctx: PromptContext, kind: str, block: int,
+                  loss: Tensor):
+        """``loss_davpt_{kind}``: the mean (or sum) over the proxy blocks;
+        each block's own value is logged apart when there are several."""
+        n = len(self.proxy_blocks)
+        key = f'loss_davpt_{kind}'
+        share = loss / n if self.block_reduction == 'mean' else loss
+        ctx.losses[key] = share if key not in ctx.losses else \
+            ctx.losses[key] + share
+        if n > 1:
+            ctx.losses[f'davpt_{kind}_b{block}'] = loss.detach()
+
+    # -- DA-VPT+ -------------------------------------------------------------------
+    def host_frozen(self, host_part_counts: Dict[str, int]):
+        self.host_part_counts = dict(host_part_counts)
+        if self.plus is not None or self.bias_tuning or self.host_parts:
+            from mmengine.logging import print_log
+            counts = self.plus_param_counts()
+            what = f"preset '{self.plus}'" if self.plus else 'explicit lists'
+            print_log(
+                f'DA-VPT+ ({what}): qkv bias deltas {self.bias_tuning} '
+                f'{counts["bias_deltas"]} + host parts '
+                f'{list(self.host_parts)} {counts["host"]} = '
+                f'{counts["total"]} parameters beyond the prompts '
+                f'({self.host_part_counts}).', logger='current')
+
+    def plus_param_counts(self) -> Dict[str, int]:
+        """Parameters DA-VPT+ trains beyond the prompts: the qkv bias
+        deltas, the host parts (known once the backbone is built) and their
+        sum."""
+        deltas = sum(p.numel() for p in self.bias_deltas.parameters())
+        host = sum(self.host_part_counts.values())
+        return dict(bias_deltas=deltas, host=host, total=deltas + host)
 
     # -- targets --------------------------------------------------------------------
     def _check_targets(self, ctx: PromptContext) -> dict:
@@ -291,7 +382,9 @@ class DAVPTPrompter(Prompter):
         return (f'num_classes={self.num_classes}, '
                 f'num_proxies={self.num_proxies}, '
                 f'proxy_blocks={self.proxy_blocks}, '
-                f'bias_tuning={self.bias_tuning}')
+                f'block_reduction={self.block_reduction!r}, '
+                f'plus={self.plus!r}, bias_tuning={self.bias_tuning}, '
+                f'host_tuning={list(self.host_parts)}')
 
 
-__all__ = ['DAVPTPrompter']
+__all__ = ['DAVPTPrompter', 'PLUS_PRESETS']

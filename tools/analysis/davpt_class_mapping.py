@@ -41,6 +41,12 @@ def parse_args(argv=None):
     parser.add_argument('--device', default=None,
                         help='cpu or cuda (default: cuda when available)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--class-mean-norm', choices=['l2', 'layer', 'none'],
+                        default=None,
+                        help="k-means input: 'l2' (means of unit image "
+                        "features), 'layer' (the reference: means of raw "
+                        "features, layer-normalised) or 'none'; default: "
+                        "the config's DAVPTMappingHook value, else 'l2'")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings in the config (key=value)')
     return parser.parse_args(argv)
@@ -91,11 +97,16 @@ def main(argv=None):
         from functools import partial
         collate = partial(collate, **collate_cfg)
 
+    norm = args.class_mean_norm
+    if norm is None:
+        hooks = [h for h in cfg.get('custom_hooks', [])
+                 if str(h.get('type', '')).endswith('DAVPTMappingHook')]
+        norm = hooks[0].get('class_mean_norm', 'l2') if hooks else 'l2'
     result = compute_class_mapping(
         model, dataset, collate, images_per_class=args.images_per_class,
         max_images=args.max_images, batch_size=args.batch_size,
         num_workers=args.num_workers, with_prompts=args.with_prompts,
-        seed=args.seed)
+        seed=args.seed, class_mean_norm=norm)
     out = args.out or osp.join(cfg.get('work_dir') or
                                default_work_dir(args.config),
                                'davpt_class_mapping.json')
@@ -103,7 +114,7 @@ def main(argv=None):
     names = (getattr(dataset, 'metainfo', None) or {}).get('classes')
     data = save_mapping(out, result, prompter.num_proxies, names,
                         stage='offline', config=args.config,
-                        checkpoint=args.checkpoint)
+                        checkpoint=args.checkpoint, class_mean_norm=norm)
     sizes = [len(v) for v in data['clusters'].values()]
     print(f'{data["num_classes"]} classes -> {data["num_proxies"]} proxies; '
           f'classes per proxy: {sizes}')
