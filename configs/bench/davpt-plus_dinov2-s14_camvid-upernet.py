@@ -1,3 +1,3 @@
-# DA-VPT+ with UperNet on CamVid (the biases of the linear-head DA-VPT+).
+# DA-VPT+ (the paper's preset, b_V) with UperNet on CamVid.
 _base_ = ['./davpt_dinov2-s14_camvid-upernet.py']
-model = dict(backbone=dict(prompt=dict(bias_tuning=['k', 'v'])))
+model = dict(backbone=dict(prompt=dict(plus='paper')))
