@@ -370,3 +370,29 @@ def test_failed_trials_grid(demo_data, tmp_path):
     text = open(osp.join(work, 'trials.md')).read()
     assert 'Failed trials:' in text and 'seed0.log' in text
     assert not osp.exists(osp.join(work, 'best_config.py'))
+
+
+def test_interrupted_trial_runs_again(demo_data, tmp_path):
+    """A trial left RUNNING by a killed search is marked interrupted, not
+    counted, and its params run first when the command is run again."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    work = tmp_path / 'work'
+    work.mkdir()
+    study = optuna.create_study(study_name='demo', direction='maximize',
+                                storage=f'sqlite:///{work}/study.db')
+    stale = study.ask({'optim_wrapper.optimizer.lr': FloatDistribution(
+        1e-4, 1e-2, log=True)})
+    space = space_file(tmp_path, "space = {'optim_wrapper.optimizer.lr': "
+                       "dict(type='float', low=1e-4, high=1e-2, log=True)}")
+    code, out = search([CONFIG, '--space', space, '--trials', '1',
+                        '--timeout', '0.5', '--work-dir', str(work)] +
+                       demo_options(demo_data))
+    assert 'trial 0 was interrupted; its params run again' in out, out
+    assert '1 trial(s) to run (0 finished)' in out
+    trials = load_trials(work)
+    assert [t.state.name for t in trials] == ['FAIL', 'FAIL']
+    assert trials[0].user_attrs['interrupted']
+    assert not trials[1].user_attrs.get('interrupted')
+    assert trials[1].params == stale.params
+    assert '| 0 | ' in out and 'INTERRUPTED' in out
