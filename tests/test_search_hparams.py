@@ -36,11 +36,11 @@ def demo_cfg(options=()):
     return cfg, opts
 
 
-# --- the search space -------------------------------------------------------
+# --- the search space --------------------------------------------------------
 GOOD = ("space = {'optim_wrapper.optimizer.lr': dict(type='float', "
         "low=1e-4, high=1e-2, log=True),\n"
-        "         'model.backbone.prompt.placements.0.num_tokens': dict(type='int', "
-        "low=2, high=6, step=2),\n"
+        "         'model.backbone.prompt.placements.0.num_tokens': "
+        "dict(type='int', low=2, high=6, step=2),\n"
         "         'model.decode_head.dropout_ratio': dict(type='categorical',"
         " choices=[0.0, 0.1])}\n")
 
@@ -69,8 +69,8 @@ def test_space_accepted(tmp_path):
      "high=1, log=True)}", r'log=True needs low > 0'),
     ("space = {'optim_wrapper.optimizer.lr': dict(type='float', low=0, "
      "high=1, choices=[1])}", 'unknown field.*choices'),
-    ("space = {'model.backbone.prompt.placements.0.num_tokens': dict(type='int', low=1, "
-     "high=4.5)}", '`high` must be an integer'),
+    ("space = {'model.backbone.prompt.placements.0.num_tokens': "
+     "dict(type='int', low=1, high=4.5)}", '`high` must be an integer'),
     ("space = {'model.decode_head.dropout_ratio': dict(type='categorical', "
      "choices=[])}", 'non-empty list `choices`'),
     ("space = {'model.decode_head.dropout_ratio': dict(type='categorical', "
@@ -108,7 +108,7 @@ def test_space_and_options_overlap(tmp_path):
         load_space(space_file(tmp_path, GOOD), cfg, CONFIG, opts)
 
 
-# --- val only -----------------------------------------------------------------
+# --- val only ----------------------------------------------------------------
 def test_val_only_accepts_val_splits():
     raw = Config.fromfile(CONFIG)
     check_val_only(raw, raw, CONFIG)  # test_dataloader = val_dataloader
@@ -184,7 +184,7 @@ def test_read_metric(tmp_path):
     assert value is None and 'validation logged aAcc, mIoU' in why
 
 
-# --- the tool -----------------------------------------------------------------
+# --- the tool ----------------------------------------------------------------
 def _tool():
     spec = importlib.util.spec_from_file_location('search_hparams',
                                                   osp.join(REPO, TOOL))
@@ -396,3 +396,16 @@ def test_interrupted_trial_runs_again(demo_data, tmp_path):
     assert not trials[1].user_attrs.get('interrupted')
     assert trials[1].params == stale.params
     assert '| 0 | ' in out and 'INTERRUPTED' in out
+
+
+def test_stops_after_failures_in_row(demo_data, tmp_path):
+    """A setting every trial fails with (here: --timeout) stops the search
+    after --max-failures failed trials in a row, not after --trials."""
+    work = str(tmp_path / 'work')
+    space = space_file(tmp_path, "space = {'optim_wrapper.optimizer.lr': "
+                       "dict(type='float', low=1e-4, high=1e-2, log=True)}")
+    code, out = search([CONFIG, '--space', space, '--trials', '6',
+                        '--max-failures', '2', '--timeout', '0.5',
+                        '--work-dir', work] + demo_options(demo_data))
+    assert code == 1 and '2 trials failed in a row' in out, out[-3000:]
+    assert [t.state.name for t in load_trials(work)] == ['FAIL', 'FAIL']

@@ -35,7 +35,7 @@ _TEST_WORD = re.compile(r'(?<![a-z])test(?:s|ing|set|data|dev|std)?'
                         r'(?![a-z])')
 
 
-# --- --cfg-options ---------------------------------------------------------
+# --- --cfg-options -----------------------------------------------------------
 def parse_cfg_options(options: Sequence[str]) -> dict:
     """``k=v`` strings parsed exactly as tools/train.py parses them."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -86,7 +86,7 @@ def check_option_keys(keys: Sequence[str], what: str,
                         f'splits only) instead of searching it.')
 
 
-# --- the search space -------------------------------------------------------
+# --- the search space --------------------------------------------------------
 def _number(spec, field, key, integer=False):
     value = spec[field]
     ok = isinstance(value, int) if integer else \
@@ -273,7 +273,7 @@ def config_digest(cfg: Config) -> str:
         return hashlib.sha256(cfg.pretty_text.encode()).hexdigest()[:16]
 
 
-# --- val only ---------------------------------------------------------------
+# --- val only ----------------------------------------------------------------
 def _leaves(ds):
     """The leaf dataset configs of a (wrapped, concatenated) dataset."""
     if isinstance(ds, (list, tuple)):
@@ -416,7 +416,7 @@ def check_val_schedule(cfg: Config) -> Optional[str]:
     return None
 
 
-# --- a run's metric ---------------------------------------------------------
+# --- a run's metric ----------------------------------------------------------
 def read_metric(work_dir: str, metric: str):
     """(value, None) from the last validation record of mmengine's
     ``vis_data/scalars.json`` in work_dir, or (None, why not)."""
@@ -449,7 +449,7 @@ def read_metric(work_dir: str, metric: str):
     return value, None
 
 
-# --- the table ----------------------------------------------------------------
+# --- the table ---------------------------------------------------------------
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f'{value:.4g}'

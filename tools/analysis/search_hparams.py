@@ -69,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument('--timeout', type=float, default=None,
                    help='seconds after which one training process is '
                    'stopped and its trial recorded as failed')
+    p.add_argument('--max-failures', type=int, default=3,
+                   help='start no new trial after this many trials in a row '
+                   'failed (default 3; 0: never stop)')
     p.add_argument('--keep-checkpoints', action='store_true',
                    help='keep the trials\' checkpoints (default: removed '
                    'once a run\'s metric is read)')
@@ -261,6 +264,7 @@ class Sweep:
         self.setup, self.study = setup, study
         self.dists = distributions(setup.space)
         self.pending, self.active, self.trials = [], [], {}
+        self.failed_in_row, self.stopped = 0, None
 
     def log(self, msg):
         print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
@@ -298,7 +302,7 @@ class Sweep:
         if not self.setup.args.keep_checkpoints:
             for name in os.listdir(run.work_dir) if osp.isdir(run.work_dir) \
                     else []:
-                if name.endswith('.pth'):
+                if name.endswith('.pth') or name == 'last_checkpoint':
                     os.remove(osp.join(run.work_dir, name))
         item['done'] += 1  # not poll(): runs of a trial may end together
         if item['done'] == len(item['runs']):
@@ -317,10 +321,18 @@ class Sweep:
             trial.set_user_attr('errors', item['errors'])
             self.study.tell(trial, state=TrialState.FAIL)
             self.log(f'trial {trial.number} failed')
+            self.failed_in_row += 1
+            limit = self.setup.args.max_failures
+            if limit and self.failed_in_row >= limit and not self.stopped:
+                self.stopped = (f'{self.failed_in_row} trials failed in a '
+                                f'row; no new trials start (see the logs in '
+                                f'trials.md; --max-failures 0 never stops)')
+                self.log(self.stopped)
         else:
             values = list(item['values'].values())
             mean = sum(values) / len(values)
             self.study.tell(trial, mean)
+            self.failed_in_row = 0
             best = self.study.best_trial
             self.log(f'trial {trial.number} done: mean {mean:.4g}; best: '
                      f'trial {best.number} ({best.value:.4g}); '
@@ -333,7 +345,8 @@ class Sweep:
         timeout = self.setup.args.timeout
         try:
             while True:
-                todo = target - len(finished(self.study)) - len(self.trials)
+                todo = 0 if self.stopped else \
+                    target - len(finished(self.study)) - len(self.trials)
                 while len(self.active) < parallel and (self.pending or
                                                        todo > 0):
                     if not self.pending:
@@ -383,7 +396,10 @@ def write_outputs(setup, study, quiet=False):
         seconds = t.user_attrs.get('seconds')
         if seconds is None and t.duration is not None:
             seconds = t.duration.total_seconds()
-        rows.append(dict(number=t.number, params=t.params, seeds=seeds,
+        params = t.params
+        if t.state == TrialState.WAITING:  # queued again after interruption
+            state, params = 'QUEUED', t.system_attrs.get('fixed_params', {})
+        rows.append(dict(number=t.number, params=params, seeds=seeds,
                          mean=t.value if t.state == TrialState.COMPLETE
                          else None, state=state, seconds=seconds))
     complete = [t for t in study.get_trials(deepcopy=False,
@@ -406,7 +422,9 @@ def write_outputs(setup, study, quiet=False):
             f'study.db.\n')
     if best:
         head += (f'\nBest: trial {best.number}, {setup.metric} '
-                 f'{best.value:.4g} (best_config.py, best_params.json).\n')
+                 f'{best.value:.4g} (best_config.py, best_params.json); '
+                 f'train it with `python tools/train.py '
+                 f'{osp.join(setup.work_dir, "best_config.py")}`.\n')
     text = head + '\n' + table + '\n' + \
         ('\nFailed trials:\n' + '\n'.join(notes) + '\n' if notes else '')
     with open(osp.join(setup.work_dir, 'trials.md'), 'w') as f:
@@ -476,6 +494,8 @@ def main(argv=None):
                   f'{setup.work_dir}')
         sweep.run(target)
     best = write_outputs(setup, study)
+    if sweep.stopped:
+        fail(sweep.stopped)
     if best is None:
         sys.exit(1)
 
