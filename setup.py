@@ -24,6 +24,7 @@ setup(
         'mmsegmentation==1.2.2', 'mmpretrain==1.2.0', 'timm>=1.0',
         'numpy', 'safetensors', 'scikit-learn', 'tqdm', 'ftfy', 'regex',
     ],
-    extras_require={'tests': ['pytest'], 'plots': ['matplotlib']},
+    extras_require={'tests': ['pytest'], 'plots': ['matplotlib'],
+                    'sweep': ['optuna==4.5.0']},
     license='Apache-2.0',
 )
