@@ -492,3 +492,31 @@ def _as_init_model(model, cfg):
     model.cfg = cfg
     model.eval()
     return model
+
+
+def test_ship_ddp_computes_on_rank_0_and_broadcasts(demo_data, tmp_path):
+    """Two CPU processes (gloo): rank 0 computes, rank 1 receives; DDP with
+    find_unused_parameters=False checks that both built the same prompts."""
+    import sys
+
+    from conftest import free_port, run_tool
+    from test_tools import short_run
+    config = tmp_path / 'ship_demo.py'
+    config.write_text(SHIP_DEMO.format(repo=ROOT))
+    work = tmp_path / 'ddp'
+    proc = run_tool(
+        ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
+         str(work)] + short_run(demo_data, 1, ckpt_interval=1) +
+        ['model_wrapper_cfg.type=MMDistributedDataParallel',
+         'model_wrapper_cfg.find_unused_parameters=False'],
+        env=dict(PYTHON=sys.executable, PORT=str(free_port()),
+                 OMP_NUM_THREADS='1'))
+    out = proc.stdout
+    assert 'Distributed training: True' in out
+    starts = json.loads((work / 'ship_offline' / 'hierarchy.json')
+                        .read_text())['starts']
+    assert f'[rank 1] SHIP: hierarchy and prototypes received from rank 0: ' \
+        f'starts={starts}' in out
+    state = torch.load(work / 'iter_1.pth', map_location='cpu',
+                       weights_only=False)['state_dict']
+    assert state['backbone.prompter.hierarchy_starts'].tolist() == starts

@@ -540,6 +540,9 @@ def prepare_ship_offline(cfg: Config, config_path: str, work_dir: str,
         box = [result]
         dist.broadcast_object_list(box, src=0)
         result = box[0]
+        if rank != 0:
+            print(f'[rank {rank}] SHIP: {" and ".join(needs)} received from '
+                  f'rank 0: starts={result.get("starts")}', flush=True)
     prompt = _ship_prompt(cfg)
     if 'starts' in result:
         prompt['starts'] = list(result['starts'])
