@@ -520,3 +520,27 @@ def test_ship_ddp_computes_on_rank_0_and_broadcasts(demo_data, tmp_path):
     state = torch.load(work / 'iter_1.pth', map_location='cpu',
                        weights_only=False)['state_dict']
     assert state['backbone.prompter.hierarchy_starts'].tolist() == starts
+
+
+def test_count_params_of_a_ship_run(ship_trained, capsys):
+    """A config that leaves the hierarchy open counts its group prompt sets
+    from a run's work dir (and says so when none is given)."""
+    config, work, _ = ship_trained
+    count = _tool_at('count_params', 'tools/analysis/count_params.py')
+    count.main([str(config)])
+    out = capsys.readouterr().out
+    assert 'the SHIP hierarchy is not set' in out
+    count.main([str(config), '--work-dir', str(work)])
+    out = capsys.readouterr().out
+    assert 'not set' not in out
+    row = next(line for line in out.splitlines()
+               if line.startswith('backbone.prompter'))
+    # 2 groups x 2 SIP + 2 SSP + 1 AP set x 2 tokens, 96 dims
+    assert row.split()[1] == f'{(2 * 2 + 2 + 2) * 96:,}'
+
+
+def _tool_at(name, path):
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -551,6 +551,27 @@ def prepare_ship_offline(cfg: Config, config_path: str, work_dir: str,
     return result
 
 
+def use_work_dir_state(cfg: Config, work_dir: str) -> List[str]:
+    """Point a config that leaves the hierarchy / prototypes open at what a
+    run saved in ``work_dir/ship_offline`` (to build the model of that run
+    without its checkpoint, e.g. to count its parameters).  Returns what was
+    taken from there."""
+    needs = offline_needs(cfg)
+    folder = osp.join(work_dir, OFFLINE_DIR)
+    taken = []
+    prompt = _ship_prompt(cfg)
+    saved = osp.join(folder, 'hierarchy.json')
+    if 'hierarchy' in needs and osp.isfile(saved):
+        prompt['starts'] = saved
+        taken.append('hierarchy')
+    k = _options(cfg, PROTOTYPE_OPTIONS)['k']
+    saved = osp.join(folder, f'prototypes_k{k}.pth')
+    if 'prototypes' in needs and osp.isfile(saved):
+        prompt['prototypes'] = saved
+        taken.append('prototypes')
+    return taken
+
+
 def apply_ship_offline(model, result: Optional[dict], logger=None) -> None:
     """Fill the prototypes found by ``prepare_ship_offline`` into the built
     model's SHIP prompter (in place: wrappers keep seeing the buffer), and

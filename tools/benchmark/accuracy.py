@@ -38,11 +38,15 @@ def last_metrics(work_dir):
     return metrics
 
 
-def trainable_params(config):
+def trainable_params(config, work_dir=None):
     import mmship  # noqa: F401
     from mmengine.registry import DefaultScope, init_default_scope
     from mmship.engine.params import param_groups
+    from mmship.ship.offline import use_work_dir_state
     cfg = Config.fromfile(config)
+    if work_dir is not None:
+        # SHIP: the hierarchy the run computed at its start
+        use_work_dir_state(cfg, work_dir)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     scope = DefaultScope.get_current_instance().scope_name
     if scope == 'mmseg':
@@ -99,7 +103,7 @@ def main():
     for config, work_dir in runs:
         metrics = last_metrics(work_dir)
         value = metrics.get('mIoU', metrics.get('accuracy/top1', 'failed'))
-        total, prompt = trainable_params(config)
+        total, prompt = trainable_params(config, work_dir)
         print(f'| {osp.basename(work_dir)} | {total / 1e6:.3f}M '
               f'({prompt / 1e6:.3f}M) | {value} |')
 
