@@ -486,6 +486,21 @@ def test_pending_prompter_is_rebuilt_by_mmengine_load_checkpoint(tmp_path):
     assert pending.prompter.pending == []
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(pending(x)[-1], trained(x)[-1])
+    # training such a model warns (once) that an optimizer built before the
+    # load misses the prompt sets
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    seen = []
+    handler = __import__('logging').Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        pending.train()
+        pending(x)
+        pending(x)
+    finally:
+        logger.removeHandler(handler)
+    assert sum('optimizer built before that' in m for m in seen) == 1
     # strict mmengine load too: nothing missing or unexpected
     _, again = seg_pair(prompt=ship(starts=None, prototypes=None))
     load_checkpoint(again, path, map_location='cpu', strict=True)

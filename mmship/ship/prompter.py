@@ -15,6 +15,7 @@
 The ablation SIP / +DA / +SSP / +AP / +PML is these switches turned on one
 after the other.
 """
+import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -264,6 +265,7 @@ class SHIPPrompter(Prompter):
         # the hierarchy: every prompt set is built once it is known
         self.starts: Optional[List[int]] = None
         self.ap_starts: List[int] = []
+        self._built_at_load = False
         self.register_buffer('hierarchy_starts', None)
         if not (sip or ap):
             self._build(None)
@@ -380,6 +382,7 @@ class SHIPPrompter(Prompter):
             stored = [int(s) for s in state_dict[key].flatten().tolist()]
             if not self._built:
                 self._build(stored)
+                self._built_at_load = True
             elif stored != self.starts:
                 raise RuntimeError(
                     f'The checkpoint was trained with the SHIP hierarchy '
@@ -401,6 +404,17 @@ class SHIPPrompter(Prompter):
                                       error_msgs)
 
     # -- hooks ----------------------------------------------------------------
+    def _warn_built_at_load(self):
+        from mmengine.logging import print_log
+        print_log(
+            'SHIP: the group prompt sets were made when a checkpoint was '
+            'loaded into a pending prompter; an optimizer built before that '
+            '(mmengine load_from / resume) does not hold them. To train, '
+            'give the hierarchy in the config (tools/train.py does that by '
+            'itself) or build the optimizer after loading.',
+            logger='current', level=logging.WARNING)
+        self._built_at_load = False  # once
+
     def _check_ready(self):
         missing = self.pending
         if missing:
@@ -417,6 +431,8 @@ class SHIPPrompter(Prompter):
                       carried: Dict[str, Tensor]) -> Dict[str, Tensor]:
         if block == 0:
             self._check_ready()
+            if self.training and self._built_at_load:
+                self._warn_built_at_load()
         prompts = {}
         for step in self.schedule[block]:
             if isinstance(step, Carry):
