@@ -22,24 +22,20 @@ def test_configs_found():
     assert len(CONFIGS) >= 5
 
 
-def _stand_in_offline_artifacts(cfg):
-    """Configs that name files written by offline tools (SHIP's hierarchy
-    and prototypes) get stand-ins when the files are not there: the test is
-    about the config, not about having run the tools."""
-    prompt = cfg.model.get('backbone', {}).get('prompt') or {}
-    starts = prompt.get('starts')
-    if isinstance(starts, str) and not osp.isfile(starts):
-        prompt['starts'] = [0, 2, 4, 6, 8]
-    protos = prompt.get('prototypes')
-    if isinstance(protos, str) and not osp.isfile(protos):
-        prompt['prototypes'] = 16  # an empty buffer, filled below
-
-
 def _fill_offline_state(model):
-    """After the build: random prototypes for empty prototype buffers, a
-    round-robin class-to-prompt mapping where one is computed by a hook at
-    the start of training (DA-VPT)."""
+    """After the build (with no offline file on disk): SHIP prompters are
+    pending -- they wait for a hierarchy and prototypes from a checkpoint or
+    from the start of training -- and get stand-ins here; empty prototype
+    buffers get random prototypes; a round-robin class-to-prompt mapping
+    where one is computed by a hook at the start of training (DA-VPT)."""
+    from mmship.ship.prompter import SHIPPrompter
     for module in model.modules():
+        if isinstance(module, SHIPPrompter):
+            if 'hierarchy' in module.pending:
+                module.set_hierarchy([0, 2, 4, 6, 8])
+            if 'prototypes' in module.pending:
+                module.set_prototypes(torch.randn(16, module.embed_dims))
+            assert module.pending == []
         protos = getattr(module, 'prototypes', None)
         if isinstance(protos, torch.Tensor) and not protos.abs().sum() > 0:
             protos.normal_()
@@ -74,16 +70,25 @@ _STEPPED = {}
 
 
 @pytest.mark.parametrize('path', CONFIGS)
-def test_config_builds_and_trains_a_step(path):
+def test_config_builds_and_trains_a_step(path, tmp_path, monkeypatch):
+    """Built with no pretrained weights (init_cfg=None) from an empty
+    folder: no file written by an offline tool can be found, so every config
+    must build without them."""
     torch.manual_seed(0)
+    monkeypatch.chdir(tmp_path)
     cfg = load_config(osp.join(REPO, path))
     assert 'mmship' in cfg.custom_imports['imports']
-    _stand_in_offline_artifacts(cfg)
+    cfg.model.backbone.init_cfg = None
     key = (cfg.default_scope, repr(cfg.model.to_dict()))
     if key in _STEPPED:
         return  # same model as an already tested config
     _STEPPED[key] = path
+    from mmship.ship.offline import offline_needs
+    needs = offline_needs(cfg)
     model = build_model(cfg)
+    # what the config leaves to the start of training is pending
+    assert getattr(getattr(model.backbone, 'prompter', None), 'pending',
+                   []) == needs
     _fill_offline_state(model)
     backbone = model.backbone
     # a 4 x 4 patch grid: small, and enough patches for the methods that

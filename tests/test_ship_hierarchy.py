@@ -6,11 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmship.ship.hierarchy import (AffinityMeter, block_descriptors,
-                                   compute_affinity, greedy_hierarchy,
-                                   groups_of, last_block_tokens,
+from mmship.ship.hierarchy import (AffinityMeter, adjacent_affinities,
+                                   block_descriptors, compute_affinity,
+                                   greedy_hierarchy, groups_of,
+                                   hierarchy_warning, last_block_tokens,
                                    load_hierarchy, plot_affinity,
-                                   record_block_outputs, resolve_starts)
+                                   record_block_outputs, resolve_starts,
+                                   threshold_for_groups)
 from tiny import SEG_ARGS, pretrain_pair, seg_pair
 
 
@@ -50,6 +52,65 @@ def test_threshold_is_strict_and_matches_the_paper_example():
     assert greedy_hierarchy(S, 0.96) == starts  # equal is not below
     assert greedy_hierarchy(S, 0.97) == list(range(12))
     assert greedy_hierarchy(S, 0.40) == [0]
+
+
+def _chain(adjacent):
+    """An affinity whose entries decay along the chain of neighbours:
+    S[i, j] = prod of the adjacent affinities between i and j."""
+    L = len(adjacent) + 1
+    S = np.eye(L)
+    for i in range(L):
+        for j in range(i + 1, L):
+            S[i, j] = S[j, i] = np.prod(adjacent[i:j])
+    return S
+
+
+def test_adjacent_affinities():
+    S = _chain([0.9, 0.8, 0.99])
+    assert adjacent_affinities(S) == pytest.approx([0.9, 0.8, 0.99])
+
+
+@pytest.mark.parametrize('groups', [1, 2, 3, 4, 5, 6])
+def test_threshold_for_groups_yields_the_requested_count(groups):
+    S = _chain([0.99, 0.97, 0.9, 0.98, 0.85])
+    t, (lo, hi) = threshold_for_groups(S, groups)
+    assert lo < t <= hi
+    assert len(greedy_hierarchy(S, t)) == groups
+    # every threshold of the interval gives the same count
+    for u in np.linspace(lo, hi, 7)[1:]:
+        assert len(greedy_hierarchy(S, u)) == groups
+
+
+def test_threshold_for_groups_prefers_the_default_and_reports_counts():
+    S = _chain([0.99, 0.97, 0.9, 0.98, 0.85])
+    # 0.95 itself gives 3 groups: it is kept
+    assert len(greedy_hierarchy(S, 0.95)) == 3
+    assert threshold_for_groups(S, 3)[0] == 0.95
+    # one group per block at 0.95 on the bench's mean-patch affinities; the
+    # search still finds thresholds for fewer groups
+    bench = _chain([0.84, 0.7, 0.8, 0.55, 0.75, 0.6, 0.65, 0.7, 0.8, 0.6,
+                    0.12])
+    assert len(greedy_hierarchy(bench, 0.95)) == 12
+    t, _ = threshold_for_groups(bench, 4)
+    assert len(greedy_hierarchy(bench, t)) == 4 and t < 0.95
+    # counts the search cannot give are refused with the nearest ones
+    flat = np.full((5, 5), 0.9)
+    np.fill_diagonal(flat, 1.0)
+    with pytest.raises(ValueError, match=r'exactly 3 groups.*\[1, 5\].*'
+                       r'Nearest: 1 \(threshold .*\), 5 \(threshold'):
+        threshold_for_groups(flat, 3)
+    with pytest.raises(ValueError, match='1..5'):
+        threshold_for_groups(flat, 6)
+
+
+def test_hierarchy_warning():
+    S = _chain([0.8, 0.7, 0.9])
+    msg = hierarchy_warning(greedy_hierarchy(S, 0.95), S, 0.95)
+    assert 'every block is its own group (4 groups)' in msg
+    assert '0.900' in msg and 'num_groups' in msg
+    msg = hierarchy_warning(greedy_hierarchy(S, 0.3), S, 0.3)
+    assert 'one group' in msg and 'Raise the threshold' in msg
+    assert hierarchy_warning(greedy_hierarchy(S, 0.75), S, 0.75) is None
 
 
 def test_greedy_refuses_non_square():

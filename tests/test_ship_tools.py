@@ -256,28 +256,291 @@ def test_tools_on_a_classification_config(cls_config):
     torch.testing.assert_close(a, b)  # deterministic for a seed
 
 
-def test_missing_hierarchy_is_searched_at_start_of_training(seg_config,
-                                                             tmp_path):
-    """starts=None: tools/train.py runs the tool's search before building the
-    model, saves it in the work dir, and a resumed run reuses it."""
-    from mmship.ship.offline import fill_missing_hierarchy, search_hierarchy
+def test_hierarchy_tool_reports_degeneracy_and_num_groups(seg_config,
+                                                          capsys):
+    path, out, _ = seg_config
+    common = [str(path), '--num-images', '6', '--num-workers', '0']
+    # threshold 1: every affinity is below it -> one group per block
+    info = hierarchy_tool.main(common + ['--threshold', '1.0', '--out-dir',
+                                         str(out / 'deg')])
+    text = capsys.readouterr().out
+    assert info['starts'] == [0, 1, 2, 3]
+    assert 'adjacent-block affinities S[i, i+1]' in text
+    for i, a in enumerate(info['adjacent_affinity']):
+        assert f'{i}-{i + 1}: {a:.3f}' in text
+    assert 'WARNING: SHIP hierarchy degenerate: every block is its own ' \
+        'group (4 groups)' in text and 'num_groups' in text
+    assert info['warning'] in text
+    # a tiny threshold: one group
+    info = hierarchy_tool.main(common + ['--threshold', '0.001', '--out-dir',
+                                         str(out / 'one')])
+    assert info['starts'] == [0] and 'all 4 blocks form one group' in \
+        capsys.readouterr().out
+    # --num-groups: the threshold that gives that many groups, recorded
+    info = hierarchy_tool.main(common + ['--num-groups', '2', '--out-dir',
+                                         str(out / 'g2')])
+    text = capsys.readouterr().out
+    saved = json.loads((out / 'g2' / 'hierarchy.json').read_text())
+    assert len(saved['starts']) == 2 and saved['num_groups'] == 2
+    lo, hi = saved['threshold_interval']
+    assert lo < saved['threshold'] <= hi
+    assert f'picked for num_groups=2' in text
+    assert f'threshold {saved["threshold"]:g}' in text
+    assert saved['warning'] is None and 'WARNING' not in text
+    from mmship.ship.hierarchy import greedy_hierarchy
+    S = np.load(out / 'g2' / 'affinity.npy')
+    assert greedy_hierarchy(S, saved['threshold']) == saved['starts']
+    # the config's ship_offline.num_groups is the tool's default
+    info = hierarchy_tool.main(common + ['--out-dir', str(out / 'g3'),
+                                         '--cfg-options',
+                                         'ship_offline.num_groups=3'])
+    assert len(info['starts']) == 3 and info['num_groups'] == 3
+    # impossible counts fail clearly
+    with pytest.raises(SystemExit, match='num_groups must lie in 1..4'):
+        hierarchy_tool.main(common + ['--num-groups', '5', '--out-dir',
+                                      str(out / 'g5')])
+
+
+def test_missing_offline_state_is_computed_at_start_of_training(seg_config,
+                                                                tmp_path):
+    """starts / prototypes None, or files that do not exist: tools/train.py
+    computes them with the tools' code before building the model, saves them
+    in the work dir, and a resumed run reuses them."""
+    from mmship.ship.offline import (apply_ship_offline, compute_prototypes,
+                                     offline_needs, prepare_ship_offline,
+                                     search_hierarchy)
     path, _, _ = seg_config
     cfg = Config.fromfile(str(path))
-    cfg.model.backbone.prompt.update(starts=None, ap=False, prototypes=None)
-    cfg.ship_offline.num_images = 6
+    cfg.model.backbone.prompt.update(starts=None, prototypes=None)
+    cfg.ship_offline.update(num_images=6, num_groups=2)
+    assert offline_needs(cfg) == ['hierarchy', 'prototypes']
     work_dir = tmp_path / 'work'
-    starts = fill_missing_hierarchy(cfg, str(path), str(work_dir))
-    saved = work_dir / 'ship_hierarchy' / 'hierarchy.json'
-    assert json.loads(saved.read_text())['starts'] == starts
-    assert cfg.model.backbone.prompt.starts == starts
-    # the same search as the offline tool, with the same settings
-    tool = search_hierarchy(cfg, str(path), out_dir=str(tmp_path / 'tool'),
-                            num_images=6, threshold=0.99,
-                            descriptor='mean_patch', write=False)
-    assert tool['starts'] == starts
-    # resumed: reused from the work dir, not searched again
-    (saved).write_text(json.dumps(dict(starts=[0, 3])))
-    cfg.model.backbone.prompt.starts = None
-    assert fill_missing_hierarchy(cfg, str(path), str(work_dir)) == [0, 3]
-    # a config with starts set is left alone
-    assert fill_missing_hierarchy(cfg, str(path), str(work_dir)) is None
+    result = prepare_ship_offline(cfg, str(path), str(work_dir))
+    folder = work_dir / 'ship_offline'
+    saved = json.loads((folder / 'hierarchy.json').read_text())
+    assert saved['starts'] == result['starts'] and len(result['starts']) == 2
+    assert saved['num_groups'] == 2
+    assert (folder / 'affinity.npy').exists()
+    protos = torch.load(folder / 'prototypes_k3.pth', weights_only=True)
+    torch.testing.assert_close(protos['prototypes'], result['prototypes'])
+    assert cfg.model.backbone.prompt.starts == result['starts']
+    assert cfg.model.backbone.prompt.prototypes == 3
+    assert offline_needs(cfg) == []
+    # the same computations as the offline tools, with the same settings
+    tool = search_hierarchy(cfg, str(path), num_images=6, threshold=0.99,
+                            descriptor='mean_patch', num_groups=2,
+                            write=False)
+    assert tool['starts'] == result['starts']
+    tool = compute_prototypes(cfg, str(path), k=3, num_images=6,
+                              write=False)
+    torch.testing.assert_close(tool['prototypes'], result['prototypes'])
+    # the built model gets the prototypes
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model)
+    apply_ship_offline(model, result)
+    torch.testing.assert_close(model.backbone.prompter.prototypes,
+                               result['prototypes'])
+    assert model.backbone.prompter.starts == result['starts']
+
+    # resumed: reused from the work dir, not computed again
+    (folder / 'hierarchy.json').write_text(json.dumps(dict(starts=[0, 3])))
+    torch.save(dict(prototypes=torch.ones(3, 32)), folder / 'prototypes_k3.pth')
+    cfg.model.backbone.prompt.update(starts=str(tmp_path / 'no.json'),
+                                     prototypes=str(tmp_path / 'no.pth'))
+    again = prepare_ship_offline(cfg, str(path), str(work_dir))
+    assert again['starts'] == [0, 3]
+    assert torch.equal(again['prototypes'], torch.ones(3, 32))
+    # reuse=False (--overwrite) computes them again
+    cfg.model.backbone.prompt.update(starts=None, prototypes=None)
+    fresh = prepare_ship_offline(cfg, str(path), str(work_dir), reuse=False)
+    assert fresh['starts'] == result['starts']
+    # a config with both set is left alone
+    assert prepare_ship_offline(cfg, str(path), str(work_dir)) is None
+
+
+# -- one command: tools/train.py, --resume, tools/test.py, mmseg's APIs -------
+SHIP_DEMO = """_base_ = ['{repo}/configs/demo.py']
+model = dict(backbone=dict(prompt=dict(
+    _delete_=True, type='SHIPPrompter', starts=None, prototypes=None,
+    num_tokens=2, ssp_tokens=2, ap_groups=1, ap_tokens=2, pml_tokens=2,
+    prompt_update='bypass')))
+ship_offline = dict(num_images=8, k=3, num_groups=2, descriptor='mean_patch')
+"""
+
+
+@pytest.fixture(scope='module')
+def ship_trained(demo_data, tmp_path_factory):
+    """A tiny SHIP config without hierarchy or prototypes, 2 iterations."""
+    from conftest import run_tool
+    from test_tools import short_run
+    tmp = tmp_path_factory.mktemp('ship_train')
+    config = tmp / 'ship_demo.py'
+    config.write_text(SHIP_DEMO.format(repo=ROOT))
+    work = tmp / 'work'
+    proc = run_tool(['python', 'tools/train.py', str(config), '--work-dir',
+                     str(work)] + short_run(demo_data, 2))
+    return config, work, proc.stdout
+
+
+def test_ship_trains_in_one_command(ship_trained):
+    config, work, out = ship_trained
+    folder = work / 'ship_offline'
+    saved = json.loads((folder / 'hierarchy.json').read_text())
+    assert len(saved['starts']) == 2 and saved['num_groups'] == 2
+    protos = torch.load(folder / 'prototypes_k3.pth',
+                        weights_only=True)['prototypes']
+    assert protos.shape == (3, 96)
+    # logged
+    assert 'searching it with the frozen backbone' in out
+    assert 'adjacent-block affinities' in out
+    assert f'starts={saved["starts"]}' in out
+    assert 'SHIP attribute prototypes: K-means K=3' in out
+    # the checkpoint holds both
+    state = torch.load(work / 'iter_2.pth', map_location='cpu',
+                       weights_only=False)['state_dict']
+    assert state['backbone.prompter.hierarchy_starts'].tolist() == \
+        saved['starts']
+    torch.testing.assert_close(state['backbone.prompter.prototypes'], protos)
+
+
+def test_ship_resume_reuses_the_offline_state(ship_trained, demo_data):
+    from conftest import run_tool
+    from test_tools import logged_iters, short_run
+    config, work, _ = ship_trained
+    folder = work / 'ship_offline'
+    stamps = {f: (folder / f).stat().st_mtime_ns
+              for f in ('hierarchy.json', 'prototypes_k3.pth')}
+    proc = run_tool(['python', 'tools/train.py', str(config), '--work-dir',
+                     str(work), '--resume'] + short_run(demo_data, 3))
+    out = proc.stdout
+    assert logged_iters(out) == [3]
+    assert 'SHIP hierarchy of this work dir reused' in out
+    assert 'SHIP attribute prototypes of this work dir reused' in out
+    assert 'searching' not in out and 'computing them' not in out
+    assert stamps == {f: (folder / f).stat().st_mtime_ns for f in stamps}
+
+
+def _val_miou(text):
+    import re
+    return re.findall(r'mIoU: ([\d.]+)', text)
+
+
+def test_ship_checkpoint_rebuilds_without_offline_files(ship_trained,
+                                                        demo_data, tmp_path):
+    """tools/test.py, mmseg.apis.init_model + inference_model and
+    MMSegInferencer rebuild the trained model from config + checkpoint with
+    the offline files gone."""
+    import shutil
+
+    from conftest import run_tool
+    from test_tools import short_run
+    config, work, out = ship_trained
+    keep = tmp_path / 'kept'
+    shutil.copytree(work / 'ship_offline', keep)
+    ckpt = tmp_path / 'iter_2.pth'
+    shutil.copy(work / 'iter_2.pth', ckpt)
+    shutil.rmtree(work / 'ship_offline')
+    try:
+        proc = run_tool(['python', 'tools/test.py', str(config), str(ckpt),
+                         '--work-dir', str(tmp_path / 'test')] +
+                        short_run(demo_data, 2))
+    finally:
+        shutil.copytree(keep, work / 'ship_offline')
+    assert 'Test metrics' in proc.stdout
+    # the validation at the end of training ran the trained model on the
+    # same images (the demo's test set is its validation set)
+    assert _val_miou(proc.stdout)[-1:] == _val_miou(out)[-1:] != []
+
+    from mmseg.apis import MMSegInferencer, inference_model, init_model
+    cfg = Config.fromfile(str(config))
+    for loader in ('train', 'val', 'test'):
+        cfg[f'{loader}_dataloader'].dataset.data_root = demo_data
+    img = osp.join(demo_data, 'images', 'validation',
+                   sorted(__import__('os').listdir(
+                       osp.join(demo_data, 'images', 'validation')))[0])
+    model = init_model(cfg, str(ckpt), device='cpu')
+    prompter = model.backbone.prompter
+    assert prompter.pending == []
+    got = inference_model(model, img).seg_logits.data
+    # the trained model: built with the hierarchy and prototypes files
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+    from mmseg.registry import MODELS
+    hierarchy = json.loads((keep / 'hierarchy.json').read_text())['starts']
+    full = cfg.copy()
+    full.model.backbone.prompt.update(
+        starts=hierarchy, prototypes=str(keep / 'prototypes_k3.pth'))
+    init_default_scope('mmseg')
+    reference = MODELS.build(full.model)
+    assert prompter.starts == reference.backbone.prompter.starts
+    fresh = inference_model(_as_init_model(reference, full), img)
+    assert not torch.allclose(fresh.seg_logits.data, got)  # untrained
+    load_checkpoint(reference, str(ckpt), map_location='cpu')
+    want = inference_model(_as_init_model(reference, full),
+                           img).seg_logits.data
+    torch.testing.assert_close(got, want)
+    # MMSegInferencer from the config file and the checkpoint
+    inferencer = MMSegInferencer(model=str(config), weights=str(ckpt),
+                                 device='cpu')
+    pred = inferencer(img, return_datasamples=True)
+    torch.testing.assert_close(pred.seg_logits.data, want)
+
+
+def _as_init_model(model, cfg):
+    model.cfg = cfg
+    model.eval()
+    return model
+
+
+def test_ship_ddp_computes_on_rank_0_and_broadcasts(demo_data, tmp_path):
+    """Two CPU processes (gloo): rank 0 computes, rank 1 receives; DDP with
+    find_unused_parameters=False checks that both built the same prompts."""
+    import sys
+
+    from conftest import free_port, run_tool
+    from test_tools import short_run
+    config = tmp_path / 'ship_demo.py'
+    config.write_text(SHIP_DEMO.format(repo=ROOT))
+    work = tmp_path / 'ddp'
+    proc = run_tool(
+        ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
+         str(work)] + short_run(demo_data, 1, ckpt_interval=1) +
+        ['model_wrapper_cfg.type=MMDistributedDataParallel',
+         'model_wrapper_cfg.find_unused_parameters=False'],
+        env=dict(PYTHON=sys.executable, PORT=str(free_port()),
+                 OMP_NUM_THREADS='1'))
+    out = proc.stdout
+    assert 'Distributed training: True' in out
+    starts = json.loads((work / 'ship_offline' / 'hierarchy.json')
+                        .read_text())['starts']
+    assert f'[rank 1] SHIP: hierarchy and prototypes received from rank 0: ' \
+        f'starts={starts}' in out
+    state = torch.load(work / 'iter_1.pth', map_location='cpu',
+                       weights_only=False)['state_dict']
+    assert state['backbone.prompter.hierarchy_starts'].tolist() == starts
+
+
+def test_count_params_of_a_ship_run(ship_trained, capsys):
+    """A config that leaves the hierarchy open counts its group prompt sets
+    from a run's work dir (and says so when none is given)."""
+    config, work, _ = ship_trained
+    count = _tool_at('count_params', 'tools/analysis/count_params.py')
+    count.main([str(config)])
+    out = capsys.readouterr().out
+    assert 'the SHIP hierarchy is not set' in out
+    count.main([str(config), '--work-dir', str(work)])
+    out = capsys.readouterr().out
+    assert 'not set' not in out
+    row = next(line for line in out.splitlines()
+               if line.startswith('backbone.prompter'))
+    # 2 groups x 2 SIP + 2 SSP + 1 AP set x 2 tokens, 96 dims
+    assert row.split()[1] == f'{(2 * 2 + 2 + 2) * 96:,}'
+
+
+def _tool_at(name, path):
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -117,12 +117,15 @@ def main(argv=None):
     except UsageError as err:
         sys.exit(f'tools/train.py: error: {err}')
 
-    # SHIP without a hierarchy: the search of ship_hierarchy.py, before the
-    # model (whose prompt sets depend on it) is built.
-    from mmship.ship.offline import fill_missing_hierarchy
-    fill_missing_hierarchy(cfg, args.config, cfg.work_dir)
+    # SHIP configs without a hierarchy / prototypes: computed here (rank 0,
+    # then broadcast) with the offline tools' code, before the model (whose
+    # prompt sets depend on the hierarchy) is built; kept in the work dir.
+    from mmship.ship.offline import apply_ship_offline, prepare_ship_offline
+    offline = prepare_ship_offline(cfg, args.config, cfg.work_dir,
+                                   reuse=not args.overwrite)
 
     runner = build_runner(cfg)
+    apply_ship_offline(runner.model, offline, runner.logger)
     runner.train()
     print_log(f'Finished; checkpoints and logs are in '
               f'{osp.abspath(runner.work_dir)}', logger='current')

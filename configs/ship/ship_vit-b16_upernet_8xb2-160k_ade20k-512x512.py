@@ -7,25 +7,29 @@
 # 50 SIP tokens per group of the semantic hierarchy, 10 SSP tokens, AP in the
 # last 2 groups, PML at block 11 (the last output block), decoupled attention.
 #
-# Before training, once per backbone and data set (the frozen pretrained
-# features of 1000 training images; they write the files named below):
-#   python tools/analysis/ship_hierarchy.py CONFIG     # -> hierarchy.json
-#   python tools/analysis/ship_prototypes.py CONFIG    # -> prototypes_k200.pth
-# Both read their defaults from `ship_offline` below.  Or give the hierarchy
-# directly: --cfg-options model.backbone.prompt.starts="[0,2,4,6,8,11]"
+# The hierarchy (starts) and the attribute prototypes are left to the start
+# of training: `python tools/train.py CONFIG` computes both with the frozen
+# pretrained backbone and `ship_offline` below, saves them in
+# <work_dir>/ship_offline/ and reuses them on --resume; checkpoints hold
+# them, so tools/test.py CONFIG CKPT needs no offline file.  To inspect or
+# fix them beforehand: tools/analysis/ship_hierarchy.py CONFIG (or
+# --num-groups G) / ship_prototypes.py CONFIG, then name the files in
+# model.backbone.prompt.starts / .prototypes (starts may also be a list:
+# --cfg-options model.backbone.prompt.starts="[0,2,4,6,8,11]").
 # Another checkpoint:
 #   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/vit.pth
 _base_ = ['../vpt/vpt-deep_vit-b16_upernet_8xb2-160k_ade20k-512x512.py']
 
-ship_dir = 'work_dirs/ship_offline/vit-b16-in21k_ade20k-512'
-# Defaults of the two offline tools.  Dense task: the mean of the patch
-# tokens describes a block better than its CLS token.
-ship_offline = dict(descriptor='mean_patch', threshold=0.95, num_images=1000,
-                    k=200, prototype_descriptor='cls')
+# Settings of the hierarchy search and the prototypes (at the start of
+# training and in the tools; CLI options of the tools win).  Dense task: the
+# mean of the patch tokens describes a block better than its CLS token.
+# num_groups=G picks the threshold that yields G groups.
+ship_offline = dict(descriptor='mean_patch', threshold=0.95, num_groups=None,
+                    num_images=1000, k=200, prototype_descriptor='cls')
 ship_prompt = dict(
     _delete_=True,
     type='SHIPPrompter',
-    starts=ship_dir + '/hierarchy.json',
+    starts=None,  # searched at the start of training
     sip=True,
     num_tokens=50,
     ssp=True,
@@ -35,13 +39,14 @@ ship_prompt = dict(
     ap_tokens=10,
     lambda_a=0.1,
     tau=0.3,
-    prototypes=ship_dir + '/prototypes_k200.pth',
+    prototypes=None,  # computed at the start of training
     pml=True,
     pml_block=11,
     pml_tokens=10,
     lambda_m=0.5,
     decoupled=True,
     lambda_d=0.1,
+    prompt_update='attend',
     dropout=0.1,
     init='vpt')
 model = dict(backbone=dict(prompt=ship_prompt))

@@ -29,29 +29,47 @@ class PromptAttention(nn.Module):
             instances are untouched by prompts.
         lambda_d (float): weight of the instance-to-prompt branch.
 
-    In decoupled mode prompt queries attend over ``[instances, prompts]``
-    (P2IP) in every block.  The SHIP reference computes P2IP only in its PML
-    block and lets prompts bypass attention elsewhere; attending everywhere
-    costs ``N_p x (N_x + N_p)`` scores per head (small next to ``N_x^2``) and
-    keeps prompts carried inside a group input-aware.
-    """
+        prompt_update (str): what the prompt rows get.  ``'attend'``
+            (default): prompt queries attend over ``[instances, prompts]``
+            (P2IP under decoupled attention, the full rows under coupled
+            attention).  ``'bypass'``: prompts skip attention -- their
+            attention output is their own normalised input ``LN1(p)``, which
+            then goes through the block's output projection, residual and
+            FFN like every token (what the SHIP reference does with prompts
+            outside its PML block).  Bypassed prompt outputs depend on no
+            other token; no prompt query is used.
 
-    def __init__(self, decoupled: bool = False, lambda_d: float = 0.1):
+    ``'attend'`` costs ``N_p x (N_x + N_p)`` scores per head (small next to
+    ``N_x^2``) and keeps prompts carried inside a group input-aware.
+    """
+    PROMPT_UPDATES = ('attend', 'bypass')
+
+    def __init__(self, decoupled: bool = False, lambda_d: float = 0.1,
+                 prompt_update: str = 'attend'):
         super().__init__()
         if not 0.0 <= lambda_d <= 1.0:
             raise ValueError(f'lambda_d must lie in [0, 1], got {lambda_d}.')
+        if prompt_update not in self.PROMPT_UPDATES:
+            raise ValueError(f'prompt_update must be one of '
+                             f'{self.PROMPT_UPDATES}, got {prompt_update!r}.')
         self.decoupled = decoupled
         self.lambda_d = lambda_d
+        self.prompt_update = prompt_update
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_instances: int,
-                dropout_p: float = 0.0) -> Tensor:
+                dropout_p: float = 0.0, normed: Tensor = None) -> Tensor:
         """k, v: (B, heads, N, head_dim), N = num_instances + prompts; q has
         the same rows, or the instance rows only when the prompt outputs are
         not needed (the engine drops them when no later block uses them).
+        ``normed``: the block's normalised input tokens (B, N, D) (needed by
+        ``prompt_update='bypass'``).
 
         Returns the attention output for the rows of ``q``.
         """
         num_prompts = k.shape[2] - num_instances
+        if num_prompts and q.shape[2] > num_instances and \
+                self.prompt_update == 'bypass':
+            return self._bypass(q, k, v, num_instances, dropout_p, normed)
         if not self.decoupled or num_prompts == 0:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         q_x = q[:, :, :num_instances]
@@ -66,10 +84,25 @@ class PromptAttention(nn.Module):
                                               dropout_p=dropout_p)
         return torch.cat([out, p2ip], dim=2)
 
+    def _bypass(self, q, k, v, num_instances, dropout_p, normed):
+        """Instance rows as usual; prompt rows are ``LN1(p)`` split into
+        heads (the head merge of the block gives ``LN1(p)`` back)."""
+        if normed is None:
+            raise ValueError("prompt_update='bypass' needs the block's "
+                             'normalised input tokens (`normed`).')
+        out = self.forward(q[:, :, :num_instances], k, v, num_instances,
+                           dropout_p)
+        B, H = q.shape[:2]
+        p = normed[:, num_instances:]
+        p = p.reshape(B, p.shape[1], H, -1).transpose(1, 2)
+        return torch.cat([out, p.to(out.dtype)], dim=2)
+
     def extra_repr(self) -> str:
+        update = '' if self.prompt_update == 'attend' else \
+            f', prompt_update={self.prompt_update!r}'
         if self.decoupled:
-            return f'decoupled=True, lambda_d={self.lambda_d}'
-        return 'decoupled=False'
+            return f'decoupled=True, lambda_d={self.lambda_d}{update}'
+        return f'decoupled=False{update}'
 
 
 def cls_attention(q: Tensor, k: Tensor, num_instances: int) -> Tensor:

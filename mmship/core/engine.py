@@ -29,14 +29,16 @@ def prompted_block(ops, x: Tensor, prompts: Optional[Tensor], attention,
     """
     n = x.shape[1]
     tokens = x if prompts is None else torch.cat([x, prompts], dim=1)
-    q, k, v = ops.qkv(ops.norm1(tokens), bias_delta)
+    normed = ops.norm1(tokens)
+    q, k, v = ops.qkv(normed, bias_delta)
     if not keep_prompts:
         q, tokens = q[:, :, :n], x
     # The block's own mode, not the backbone's: frozen blocks stay in eval
     # mode while prompts train, so their attention dropout is off like the
     # rest of their dropout.
     o = attention(q, k, v, n,
-                  dropout_p=ops.attn_drop if ops.layer.training else 0.0)
+                  dropout_p=ops.attn_drop if ops.layer.training else 0.0,
+                  normed=normed)
     cls_attn = cls_attention(q, k, n) if need_cls_attn else None
     tokens = ops.ffn_residual(ops.attn_residual(tokens, o))
     if prompts is None or not keep_prompts:

@@ -17,7 +17,8 @@ frozen backbone and the greedy grouping of its blocks.
 import json
 import os.path as osp
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 import torch
@@ -189,6 +190,94 @@ def greedy_hierarchy(affinity, threshold: float = 0.95) -> List[int]:
     return starts
 
 
+def adjacent_affinities(affinity) -> List[float]:
+    """``S[i, i + 1]`` for every pair of neighbouring blocks."""
+    S = np.asarray(affinity, dtype=np.float64)
+    return [float(S[i, i + 1]) for i in range(S.shape[0] - 1)]
+
+
+def threshold_for_groups(affinity, num_groups: int,
+                         prefer: float = 0.95) -> Tuple[float, Tuple[float,
+                                                                      float]]:
+    """A threshold at which the greedy search yields ``num_groups`` groups.
+
+    The search only changes where the threshold crosses an entry of S, so
+    every outcome is tried once, on the intervals between neighbouring
+    distinct values of S (within (0, 1]).  Of the intervals that give
+    ``num_groups`` groups the one nearest ``prefer`` is taken; ``prefer``
+    itself is returned if it lies in it, else the interval's middle (the
+    choice furthest from a change), with the interval
+    ``(low, high]``.  Raises ``ValueError`` naming the achievable group
+    counts when no threshold gives exactly ``num_groups``."""
+    S = np.asarray(affinity, dtype=np.float64)
+    L = S.shape[0]
+    if not 1 <= num_groups <= L:
+        raise ValueError(f'num_groups must lie in 1..{L} (the backbone has '
+                         f'{L} blocks), got {num_groups}.')
+    values = S[np.triu_indices(L, 1)]
+    edges = np.unique(np.concatenate(
+        [[0.0, 1.0], values[(values > 0) & (values < 1)]]))
+    outcomes = []  # (low, high, starts): thresholds in (low, high]
+    for low, high in zip(edges[:-1], edges[1:]):
+        outcomes.append((float(low), float(high),
+                         greedy_hierarchy(S, float(high))))
+    hits = [(lo, hi) for lo, hi, st in outcomes if len(st) == num_groups]
+    if not hits:
+        by_count = {}
+        for lo, hi, st in outcomes:
+            by_count.setdefault(len(st), hi)
+        counts = sorted(by_count)
+        below = [c for c in counts if c < num_groups]
+        above = [c for c in counts if c > num_groups]
+        near = ([below[-1]] if below else []) + ([above[0]] if above else [])
+        raise ValueError(
+            f'No threshold gives exactly {num_groups} groups on this '
+            f'affinity: the greedy search can give {counts} groups. Nearest: '
+            + ', '.join(f'{c} (threshold {by_count[c]:.4f})' for c in near)
+            + '. Ask for one of those counts, or give starts directly.')
+    lo, hi = min(hits, key=lambda h: min(abs(prefer - h[0]),
+                                         abs(prefer - h[1]))
+                 if not h[0] < prefer <= h[1] else -1.0)
+    if lo < prefer <= hi:
+        return prefer, (lo, hi)
+    t = (lo + hi) / 2
+    for digits in (2, 3, 4, 6):  # a short number inside the interval
+        r = round(t, digits)
+        if lo < r <= hi:
+            t = r
+            break
+    assert len(greedy_hierarchy(S, t)) == num_groups
+    return t, (lo, hi)
+
+
+def hierarchy_warning(starts: Sequence[int], affinity,
+                      threshold: float) -> Optional[str]:
+    """A message when the search degenerated (one group per block, or one
+    group), saying what to do; None otherwise."""
+    L = np.asarray(affinity).shape[0]
+    if L < 2:
+        return None
+    adjacent = adjacent_affinities(affinity)
+    if len(starts) == L:
+        return (f'SHIP hierarchy degenerate: every block is its own group '
+                f'({L} groups) -- threshold {threshold} is above every '
+                f'adjacent-block affinity (max S[i, i+1] = '
+                f'{max(adjacent):.3f}), so SIP becomes VPT-deep with one set '
+                f'per block. Lower the threshold below {max(adjacent):.3f}, '
+                f'ask for a number of groups (--num-groups G / ship_offline '
+                f'num_groups=G), try the other descriptor, or give starts '
+                f'directly.')
+    if len(starts) == 1:
+        return (f'SHIP hierarchy degenerate: all {L} blocks form one group '
+                f'-- threshold {threshold} is below every affinity to block '
+                f'0 (min S[0, j] = {float(np.min(np.asarray(affinity)[0])):.3f}'
+                f'), so SIP becomes VPT-shallow and AP has no group to enter. '
+                f'Raise the threshold, ask for a number of groups '
+                f'(--num-groups G / ship_offline num_groups=G), or give '
+                f'starts directly.')
+    return None
+
+
 def groups_of(starts: Sequence[int], num_layers: int) -> List[List[int]]:
     ends = list(starts[1:]) + [num_layers]
     return [list(range(s, e)) for s, e in zip(starts, ends)]
@@ -255,5 +344,6 @@ def plot_affinity(affinity, starts: Sequence[int], path: str,
 
 __all__ = ['record_block_outputs', 'block_descriptors', 'last_block_tokens',
            'image_affinity', 'AffinityMeter', 'compute_affinity',
-           'greedy_hierarchy', 'groups_of', 'load_hierarchy',
+           'greedy_hierarchy', 'adjacent_affinities', 'threshold_for_groups',
+           'hierarchy_warning', 'groups_of', 'load_hierarchy',
            'resolve_starts', 'plot_affinity', 'num_extra_tokens']

@@ -1,11 +1,15 @@
-"""What SHIP's offline tools share: the config's frozen pretrained backbone
-(no prompts) and a deterministic sample of preprocessed training images.
+"""What SHIP's offline steps share: the config's frozen pretrained backbone
+(no prompts), a deterministic sample of preprocessed training images, the
+hierarchy search and the K-means prototypes.
 
-Used by ``tools/analysis/ship_hierarchy.py`` and
-``tools/analysis/ship_prototypes.py``.
+Used by ``tools/analysis/ship_hierarchy.py``,
+``tools/analysis/ship_prototypes.py`` and, for configs that leave the
+hierarchy or the prototypes open, by ``tools/train.py`` at the start of
+training (``prepare_ship_offline`` / ``apply_ship_offline``).
 """
 import copy
 import json
+import logging
 import os
 import os.path as osp
 import random
@@ -199,22 +203,30 @@ def search_hierarchy(cfg: Config, config_path: str,
                      threshold: float = 0.95, descriptor: str = 'cls',
                      seed: int = 0, batch_size: int = 8, num_workers: int = 2,
                      pipeline: str = 'train', device: str = 'cpu',
-                     write: bool = True) -> dict:
+                     write: bool = True, num_groups: Optional[int] = None,
+                     model=None) -> dict:
     """SHIP's hierarchy search (METHODS.md 1.1) for a config: the frozen
     pretrained backbone over a seeded sample of training images, the averaged
-    affinity, the greedy groups.  Writes hierarchy.json, affinity.npy,
-    affinity_std.npy and affinity.png; returns the JSON's content plus
-    ``path``."""
-    from .hierarchy import (DESCRIPTORS, compute_affinity, greedy_hierarchy,
-                            groups_of, plot_affinity)
-    if not 0.0 < threshold <= 1.0:
+    affinity, the greedy groups.  ``num_groups``: the threshold is the one
+    that yields that many groups (``threshold`` is then ignored; a
+    ``ValueError`` names the achievable counts if none does).  Writes
+    hierarchy.json, affinity.npy, affinity_std.npy and affinity.png; returns
+    the JSON's content plus ``path``, and ``warning`` (None or the message
+    of a degenerate search)."""
+    from .hierarchy import (DESCRIPTORS, adjacent_affinities,
+                            compute_affinity, greedy_hierarchy, groups_of,
+                            hierarchy_warning, plot_affinity,
+                            threshold_for_groups)
+    if num_groups is None and not 0.0 < threshold <= 1.0:
         raise ValueError(f'The hierarchy threshold must lie in (0, 1], got '
                          f'{threshold}.')
+    if num_groups is not None and int(num_groups) < 1:
+        raise ValueError(f'num_groups must be at least 1, got {num_groups}.')
     if descriptor not in DESCRIPTORS:
         raise ValueError(f'descriptor {descriptor!r} is not one of '
                          f'{DESCRIPTORS}.')
     seed_everything(seed)
-    model = build_frozen_model(cfg, device)
+    model = model if model is not None else build_frozen_model(cfg, device)
     dataset, indices = build_train_subset(cfg, num_images, seed, pipeline)
     if pipeline == 'test' and config_scope(cfg) == 'mmseg':
         batch_size = 1  # test images keep their own sizes
@@ -224,17 +236,25 @@ def search_hierarchy(cfg: Config, config_path: str,
         training_preprocess=pipeline == 'train', device=device,
         progress='affinity')
     mean, std, count = compute_affinity(model.backbone, batches, descriptor)
+    interval = None
+    if num_groups is not None:
+        threshold, interval = threshold_for_groups(mean, int(num_groups),
+                                                   prefer=threshold)
     starts = greedy_hierarchy(mean, threshold)
     num_layers = mean.shape[0]
 
     json_path = hierarchy_path(cfg, config_path, out_dir)
     info = dict(
         starts=starts, groups=groups_of(starts, num_layers),
-        threshold=threshold, descriptor=descriptor, num_images=count,
-        num_layers=num_layers, seed=seed, pipeline=pipeline,
-        config=config_path,
+        threshold=threshold, num_groups=None if num_groups is None
+        else int(num_groups),
+        threshold_interval=interval, descriptor=descriptor,
+        num_images=count, num_layers=num_layers, seed=seed,
+        pipeline=pipeline, config=config_path,
         checkpoint=(cfg.model.backbone.get('init_cfg') or {}).get(
             'checkpoint'),
+        adjacent_affinity=[round(a, 6) for a in adjacent_affinities(mean)],
+        warning=hierarchy_warning(starts, mean, threshold),
         starts_by_threshold={f'{t:.2f}': greedy_hierarchy(mean, t)
                              for t in THRESHOLD_SWEEP})
     if not write:
@@ -247,47 +267,330 @@ def search_hierarchy(cfg: Config, config_path: str,
         json.dump(info, f, indent=2)
     plot_affinity(mean, starts, osp.join(folder, 'affinity.png'),
                   title=f'{config_stem(config_path)}: {descriptor}, '
-                  f'{count} images, lambda={threshold}')
+                  f'{count} images, lambda={threshold:g}')
     return dict(info, path=json_path)
 
 
-def fill_missing_hierarchy(cfg: Config, config_path: str,
-                           work_dir: str) -> Optional[List[int]]:
-    """The start-of-training step for SHIP configs without a hierarchy
-    (``prompt.starts=None``): run the search of
-    ``tools/analysis/ship_hierarchy.py`` with the config's ``ship_offline``
-    settings, save it in ``work_dir/ship_hierarchy``, log it and put the
-    starts into the config.  Deterministic, so every rank of a distributed
-    run computes the same groups (rank 0 writes the files).  A resumed run
-    reuses the hierarchy saved in its work dir.  Returns the starts (None:
-    nothing to do)."""
-    from .hierarchy import load_hierarchy
-    from mmengine.logging import print_log
+def describe_hierarchy(info: dict) -> str:
+    """Lines for logs / the tool's output: the adjacent affinities, the
+    chosen threshold and groups."""
+    adj = ', '.join(f'{i}-{i + 1}: {a:.3f}'
+                    for i, a in enumerate(info['adjacent_affinity']))
+    how = f'threshold {info["threshold"]:g}'
+    if info.get('num_groups') is not None:
+        lo, hi = info['threshold_interval']
+        how += (f' (picked for num_groups={info["num_groups"]}: thresholds '
+                f'in ({lo:.4f}, {hi:.4f}] give {info["num_groups"]} groups)')
+    return (f'adjacent-block affinities S[i, i+1] ({info["descriptor"]}, '
+            f'{info["num_images"]} images): {adj}\n'
+            f'{how}: {len(info["starts"])} groups {info["groups"]}, '
+            f'starts={info["starts"]}')
+
+
+PROTOTYPE_DESCRIPTORS = ('cls', 'mean_patch', 'patch')
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, n_init: int = 4) -> np.ndarray:
+    """(K, D) centroids; refuses K larger than the number of points."""
+    if k < 1:
+        raise ValueError(f'--k must be at least 1, got {k}.')
+    if k > x.shape[0]:
+        raise ValueError(
+            f'Asked for K={k} prototypes from only {x.shape[0]} descriptors: '
+            f'use --k <= {x.shape[0]}, more --num-images, or --descriptor '
+            f'patch.')
+    from sklearn.cluster import KMeans
+    km = KMeans(n_clusters=k, random_state=seed, n_init=n_init)
+    km.fit(x.astype(np.float64))
+    return km.cluster_centers_.astype(np.float32)
+
+
+def prototype_descriptors(tokens: Tensor, descriptor: str, extra: int,
+                          per_image: int,
+                          generator: torch.Generator) -> Tensor:
+    """(B, N, D) last-block tokens -> (M, D) descriptors."""
+    from .hierarchy import reduce_tokens
+    if descriptor != 'patch':
+        return reduce_tokens(tokens, descriptor, extra)
+    patches = tokens[:, extra:]
+    n = patches.shape[1]
+    k = min(per_image, n)
+    picks = torch.stack([torch.randperm(n, generator=generator)[:k]
+                         for _ in range(patches.shape[0])])
+    return patches.gather(
+        1, picks.to(patches.device)[..., None].expand(-1, -1,
+                                                      patches.shape[-1])
+    ).flatten(0, 1)
+
+
+def prototypes_path(cfg: Config, config_path: str, k: int) -> str:
+    """The config's ``prompt.prototypes`` if it names a file, else
+    work_dirs/ship_prototypes/<config>_k<K>.pth."""
+    protos = prompt_cfg(cfg).get('prototypes')
+    if isinstance(protos, str):
+        return protos
+    return osp.join('work_dirs', 'ship_prototypes',
+                    f'{config_stem(config_path)}_k{k}.pth')
+
+
+def compute_prototypes(cfg: Config, config_path: str,
+                       out: Optional[str] = None, k: int = 200,
+                       num_images: int = 1000, descriptor: str = 'cls',
+                       patches_per_image: int = 16, seed: int = 0,
+                       n_init: int = 4, batch_size: int = 8,
+                       num_workers: int = 2, pipeline: str = 'train',
+                       device: str = 'cpu', write: bool = True,
+                       model=None) -> dict:
+    """SHIP's attribute prototypes (METHODS.md 1.4): K-means over last-block
+    descriptors of a seeded sample of training images of the frozen
+    backbone.  Writes ``out`` (.pth dict with metadata, or .npy) unless
+    ``write=False``; returns the metadata with ``prototypes`` (a (K, D)
+    tensor), ``num_descriptors`` and ``path``."""
+    from .hierarchy import last_block_tokens, num_extra_tokens
+    if descriptor not in PROTOTYPE_DESCRIPTORS:
+        raise ValueError(f'descriptor {descriptor!r} is not one of '
+                         f'{PROTOTYPE_DESCRIPTORS}.')
+    scope = config_scope(cfg)
+    seed_everything(seed)
+    model = model if model is not None else build_frozen_model(cfg, device)
+    extra = num_extra_tokens(model.backbone)
+    dataset, indices = build_train_subset(cfg, num_images, seed, pipeline)
+    if descriptor != 'patch' and k > len(indices):
+        # one descriptor per image: refuse before running the backbone
+        kmeans(np.zeros((len(indices), 1)), k, seed)
+    if pipeline == 'test' and scope == 'mmseg':
+        batch_size = 1
+    batches = preprocessed_batches(
+        model, dataset, indices, batch_size=batch_size,
+        num_workers=num_workers, seed=seed,
+        training_preprocess=pipeline == 'train', device=device,
+        progress='last-block features')
+    gen = torch.Generator().manual_seed(seed)
+    feats = []
+    for inputs in batches:
+        tokens = last_block_tokens(model.backbone, inputs)
+        feats.append(prototype_descriptors(tokens, descriptor, extra,
+                                           patches_per_image, gen).cpu())
+    x = torch.cat(feats).numpy()
+    centers = torch.from_numpy(kmeans(x, k, seed, n_init))
+    out = out or prototypes_path(cfg, config_path, k)
+    meta = dict(descriptor=descriptor, num_images=len(indices),
+                num_descriptors=int(x.shape[0]), k=k, seed=seed,
+                pipeline=pipeline, config=config_path)
+    if write:
+        os.makedirs(osp.dirname(out) or '.', exist_ok=True)
+        if out.endswith('.npy'):
+            np.save(out, centers.numpy())
+        else:
+            torch.save(dict(prototypes=centers, **meta), out)
+    return dict(meta, prototypes=centers, path=out)
+
+
+# -- the start of training ----------------------------------------------------
+#: ``ship_offline`` keys and defaults of the two computations
+HIERARCHY_OPTIONS = dict(num_images=1000, threshold=0.95, descriptor='cls',
+                         pipeline='train', num_groups=None, seed=0)
+PROTOTYPE_OPTIONS = dict(k=200, num_images=1000, prototype_descriptor='cls',
+                         pipeline='train', patches_per_image=16, seed=0)
+#: the work dir's folder for what the start of training computes
+OFFLINE_DIR = 'ship_offline'
+
+
+def _ship_prompt(cfg: Config):
     prompt = cfg.model.get('backbone', {}).get('prompt') or {}
-    if prompt.get('type') not in ('SHIPPrompter', 'mmship.SHIPPrompter') \
-            or prompt.get('starts', None) is not None \
-            or not (prompt.get('sip', True) or prompt.get('ap', True)):
+    if prompt.get('type') not in ('SHIPPrompter', 'mmship.SHIPPrompter'):
         return None
-    options = dict(num_images=1000, threshold=0.95, descriptor='cls',
-                   pipeline='train')
-    options.update({k: v for k, v in (cfg.get('ship_offline') or {}).items()
-                    if k in options})
-    saved = osp.join(work_dir, 'ship_hierarchy', 'hierarchy.json')
-    if osp.isfile(saved):
-        prompt['starts'] = load_hierarchy(saved)
-        print_log(f'SHIP hierarchy of this work dir reused: starts='
-                  f'{prompt["starts"]} ({saved})', logger='current')
-        return prompt['starts']
+    return prompt
+
+
+def _missing(source) -> bool:
+    return source is None or (isinstance(source, str)
+                              and not osp.isfile(source))
+
+
+def offline_needs(cfg: Config) -> List[str]:
+    """What a SHIP config leaves to the start of training: ``'hierarchy'``
+    (SIP or AP on, ``starts`` None or a missing file) and / or
+    ``'prototypes'`` (AP on, ``prototypes`` None or a missing file)."""
+    prompt = _ship_prompt(cfg)
+    if prompt is None:
+        return []
+    needs = []
+    if (prompt.get('sip', True) or prompt.get('ap', True)) and \
+            _missing(prompt.get('starts')):
+        needs.append('hierarchy')
+    if prompt.get('ap', True) and _missing(prompt.get('prototypes')):
+        needs.append('prototypes')
+    return needs
+
+
+def _options(cfg: Config, defaults: dict) -> dict:
+    offline = dict(cfg.get('ship_offline') or {})
+    return {k: offline.get(k, v) for k, v in defaults.items()}
+
+
+def _device() -> str:
     device = default_device()
     if device == 'cuda':
         device = f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}'
-    print_log(f'SHIP: model.backbone.prompt.starts is not set; searching the '
-              f'semantic hierarchy ({options}) ...', logger='current')
-    info = search_hierarchy(cfg, config_path,
-                            out_dir=osp.dirname(saved), device=device,
-                            write=int(os.environ.get('RANK', 0)) == 0,
-                            **options)
-    prompt['starts'] = info['starts']
-    print_log(f'SHIP hierarchy: starts={info["starts"]}, groups '
-              f'{info["groups"]}; saved to {info["path"]}', logger='current')
-    return info['starts']
+    return device
+
+
+def _compute_offline(cfg: Config, config_path: str, work_dir: str,
+                     needs: List[str], reuse: bool = True) -> dict:
+    """Rank 0's part: reuse the work dir's files, else compute them."""
+    from mmengine.logging import print_log
+
+    from .hierarchy import load_hierarchy
+    from .prompter import load_prototypes
+    summary = []
+
+    def log(msg, level=logging.INFO):
+        print_log(msg, logger='current', level=level)
+        summary.append((level, msg))
+
+    folder = osp.join(work_dir, OFFLINE_DIR)
+    result = {}
+    model = None
+    device = _device()
+    if 'hierarchy' in needs:
+        saved = osp.join(folder, 'hierarchy.json')
+        options = _options(cfg, HIERARCHY_OPTIONS)
+        if reuse and osp.isfile(saved):
+            result['starts'] = load_hierarchy(saved)
+            log(f'SHIP hierarchy of this work dir reused: starts='
+                f'{result["starts"]} ({saved})')
+            with open(saved) as f:
+                kept = json.load(f)
+            changed = {k: (kept.get(k), v) for k, v in options.items()
+                       if k in kept and kept[k] != v
+                       and not (k == 'threshold' and options['num_groups'])}
+            if changed:
+                log(f'SHIP: the reused hierarchy was searched with other '
+                    f'settings (saved, now): {changed}; delete {saved} (or '
+                    f'use another work dir) to search again.',
+                    logging.WARNING)
+        else:
+            log(f'SHIP: no hierarchy given; searching it with the frozen '
+                f'backbone ({options}) ...')
+            model = build_frozen_model(cfg, device)
+            info = search_hierarchy(cfg, config_path, out_dir=folder,
+                                    device=device, model=model, **options)
+            result['starts'] = info['starts']
+            log(f'SHIP hierarchy: {describe_hierarchy(info)}; saved to '
+                f'{info["path"]}')
+            if info['warning']:
+                log(info['warning'], logging.WARNING)
+    if 'prototypes' in needs:
+        options = _options(cfg, PROTOTYPE_OPTIONS)
+        saved = osp.join(folder, f'prototypes_k{options["k"]}.pth')
+        if reuse and osp.isfile(saved):
+            result['prototypes'] = load_prototypes(saved)
+            log(f'SHIP attribute prototypes of this work dir reused: '
+                f'{tuple(result["prototypes"].shape)} ({saved})')
+        else:
+            log(f'SHIP: no attribute prototypes given; computing them with '
+                f'the frozen backbone ({options}) ...')
+            if model is None:
+                model = build_frozen_model(cfg, device)
+            options['descriptor'] = options.pop('prototype_descriptor')
+            info = compute_prototypes(cfg, config_path, out=saved,
+                                      device=device, model=model, **options)
+            result['prototypes'] = info['prototypes']
+            log(f'SHIP attribute prototypes: K-means K={info["k"]} over '
+                f'{info["num_descriptors"]} {info["descriptor"]!r} '
+                f'descriptors of {info["num_images"]} images; saved to '
+                f'{saved}')
+    del model
+    result['log'] = summary
+    return result
+
+
+def prepare_ship_offline(cfg: Config, config_path: str, work_dir: str,
+                         reuse: bool = True) -> Optional[dict]:
+    """The start-of-training step of SHIP configs that leave the hierarchy
+    and / or the attribute prototypes open (None, or a file that does not
+    exist): rank 0 reuses what this work dir's ``ship_offline/`` holds (a
+    resumed run), else computes them with the code of the offline tools and
+    the config's ``ship_offline`` settings and saves them there; under DDP
+    the result is broadcast to the other ranks (torch.distributed, so rank
+    0's files need not be visible to them).
+
+    Puts the starts into the config (the prompt sets, and so the optimizer,
+    depend on them) and sets ``prompt.prototypes`` to K (a buffer of that
+    shape); ``apply_ship_offline`` fills it once the model is built.
+    ``reuse=False`` (``tools/train.py --overwrite``) computes them again.
+    Returns what was found (``starts``, ``prototypes``) or None: nothing to
+    do."""
+    needs = offline_needs(cfg)
+    if not needs:
+        return None
+    import torch.distributed as dist
+    if cfg.get('launcher', 'none') != 'none' and not dist.is_initialized():
+        # the Runner would initialise it later; it skips that step when the
+        # process group exists
+        from mmengine.dist import init_dist
+        init_dist(cfg.launcher, **(cfg.get('env_cfg', {}) or {}).get(
+            'dist_cfg', {}))
+    distributed = dist.is_initialized() and dist.get_world_size() > 1
+    rank = dist.get_rank() if distributed else 0
+    result = _compute_offline(cfg, config_path, work_dir, needs, reuse) \
+        if rank == 0 else None
+    if distributed:
+        box = [result]
+        dist.broadcast_object_list(box, src=0)
+        result = box[0]
+        if rank != 0:
+            print(f'[rank {rank}] SHIP: {" and ".join(needs)} received from '
+                  f'rank 0: starts={result.get("starts")}', flush=True)
+    prompt = _ship_prompt(cfg)
+    if 'starts' in result:
+        prompt['starts'] = list(result['starts'])
+    if 'prototypes' in result:
+        prompt['prototypes'] = int(result['prototypes'].shape[0])
+    return result
+
+
+def use_work_dir_state(cfg: Config, work_dir: str) -> List[str]:
+    """Point a config that leaves the hierarchy / prototypes open at what a
+    run saved in ``work_dir/ship_offline`` (to build the model of that run
+    without its checkpoint, e.g. to count its parameters).  Returns what was
+    taken from there."""
+    needs = offline_needs(cfg)
+    folder = osp.join(work_dir, OFFLINE_DIR)
+    taken = []
+    prompt = _ship_prompt(cfg)
+    saved = osp.join(folder, 'hierarchy.json')
+    if 'hierarchy' in needs and osp.isfile(saved):
+        prompt['starts'] = saved
+        taken.append('hierarchy')
+    k = _options(cfg, PROTOTYPE_OPTIONS)['k']
+    saved = osp.join(folder, f'prototypes_k{k}.pth')
+    if 'prototypes' in needs and osp.isfile(saved):
+        prompt['prototypes'] = saved
+        taken.append('prototypes')
+    return taken
+
+
+def apply_ship_offline(model, result: Optional[dict], logger=None) -> None:
+    """Fill the prototypes found by ``prepare_ship_offline`` into the built
+    model's SHIP prompter (in place: wrappers keep seeing the buffer), and
+    repeat what was computed or reused into ``logger`` (the runner's, whose
+    log file did not exist yet when it was computed)."""
+    if not result:
+        return
+    if logger is not None:
+        for level, msg in result.get('log', []):
+            logger.log(level, msg)
+    if 'prototypes' not in result:
+        return
+    from mmengine.model import is_model_wrapper
+
+    from .prompter import SHIPPrompter
+    if is_model_wrapper(model):
+        model = model.module
+    prompters = [m for m in model.modules() if isinstance(m, SHIPPrompter)]
+    if len(prompters) != 1:
+        raise RuntimeError(f'Expected one SHIP prompter in the model, found '
+                           f'{len(prompters)}.')
+    prompters[0].set_prototypes(result['prototypes'])

@@ -60,10 +60,14 @@ def seconds_per_iter(work_dir):
     return sum(times) / len(times) if times else None
 
 
-def trainable_params(config):
+def trainable_params(config, work_dir=None):
     import mmship  # noqa: F401
     from mmengine.registry import DefaultScope, init_default_scope
+    from mmship.ship.offline import use_work_dir_state
     cfg = Config.fromfile(config)
+    if work_dir is not None:
+        # SHIP: the hierarchy the run computed at its start
+        use_work_dir_state(cfg, work_dir)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     scope = DefaultScope.get_current_instance().scope_name
     if scope == 'mmseg':
@@ -124,15 +128,13 @@ def main():
     print('| run | seed | trainable: backbone side | head side | s/iter '
           '(shared GPU) | metric |')
     print('| --- | --- | --- | --- | --- | --- |')
-    params = {}
     for config, seed, work_dir in runs:
         metrics = last_metrics(work_dir)
         value = metrics.get('mIoU', metrics.get('accuracy/top1', 'failed'))
         if isinstance(value, float):
             value = f'{value:.2f}'
-        if config not in params:
-            params[config] = trainable_params(config)
-        backbone, head = params[config]
+        # per run: SHIP's group prompts depend on the hierarchy it computed
+        backbone, head = trainable_params(config, work_dir)
         sec = seconds_per_iter(work_dir)
         sec = f'{sec:.3f}' if sec is not None else '-'
         print(f'| {osp.basename(work_dir)} | {seed} | {backbone / 1e6:.3f}M '
