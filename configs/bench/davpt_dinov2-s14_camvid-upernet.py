@@ -17,6 +17,7 @@ model = dict(backbone=dict(prompt=dict(
                   scale_ratio=1.0, pos_normalization='all',
                   loss_weight=0.05),  # lambda
     bias_tuning=[],
+    plus=None,  # DA-VPT+ presets: 'paper' (b_V) or 'reference'
     dropout=0.1)))
 custom_hooks = [dict(type='DAVPTMappingHook', images_per_class=10,
                      class_mean_norm='l2', by_epoch=False)]

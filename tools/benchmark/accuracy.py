@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -60,11 +60,14 @@ def seconds_per_iter(work_dir):
     return sum(times) / len(times) if times else None
 
 
-def trainable_params(config, work_dir=None):
+def trainable_params(config, work_dir=None, cfg_options=()):
     import mmship  # noqa: F401
     from mmengine.registry import DefaultScope, init_default_scope
     from mmship.ship.offline import use_work_dir_state
     cfg = Config.fromfile(config)
+    if cfg_options:  # as train.py gets them (they may change the model)
+        cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (
+            o.split('=', 1) for o in cfg_options)})
     if work_dir is not None:
         # SHIP: the hierarchy the run computed at its start
         use_work_dir_state(cfg, work_dir)
@@ -134,7 +137,8 @@ def main():
         if isinstance(value, float):
             value = f'{value:.2f}'
         # per run: SHIP's group prompts depend on the hierarchy it computed
-        backbone, head = trainable_params(config, work_dir)
+        backbone, head = trainable_params(config, work_dir,
+                                          args.cfg_options)
         sec = seconds_per_iter(work_dir)
         sec = f'{sec:.3f}' if sec is not None else '-'
         print(f'| {osp.basename(work_dir)} | {seed} | {backbone / 1e6:.3f}M '
