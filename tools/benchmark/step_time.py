@@ -38,9 +38,10 @@ def parse_args():
 def _has_key(cfg, key: str) -> bool:
     node = cfg
     for part in key.split('.'):
-        if not isinstance(node, dict) or part not in node:
+        try:
+            node = node[part]
+        except (KeyError, TypeError):
             return False
-        node = node[part]
     return True
 
 
