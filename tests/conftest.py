@@ -7,6 +7,20 @@ import sys
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: folders under configs/ that hold no experiment configs
+NOT_CONFIGS = {'_base_', 'spaces'}
+
+
+def experiment_configs():
+    """Every experiment config under configs/ (relative paths): not the
+    `_base_` pieces, not the search spaces of tools/analysis/search_hparams.py
+    (configs/*/spaces/)."""
+    import glob
+    paths = glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    return sorted(
+        osp.relpath(p, REPO) for p in paths
+        if not NOT_CONFIGS & set(osp.relpath(p, REPO).split(osp.sep))
+        and not osp.basename(p).startswith('_'))
 
 
 def run_tool(args, cwd=REPO, env=None, timeout=300, check=True):

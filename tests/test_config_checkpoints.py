@@ -5,7 +5,6 @@ names is built with random weights and offered through the same loader: a
 config whose backbone arguments (patch bias, layer scale, final norm, depth)
 do not fit its checkpoint fails here instead of at the start of a GPU run.
 """
-import glob
 import os.path as osp
 
 import pytest
@@ -15,12 +14,10 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmship.core.checkpoint as ckpt_module
+from conftest import experiment_configs
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(
-    p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
-                         recursive=True)
-    if '_base_' not in p and not osp.basename(p).startswith('_'))
+CONFIGS = [osp.join(ROOT, p) for p in experiment_configs()]
 _STATES = {}
 
 

@@ -2,19 +2,15 @@
 small input reaches every trainable parameter (what DDP with
 find_unused_parameters=False needs) and no frozen one.  No weights are
 loaded: init_weights is not called."""
-import glob
 import os.path as osp
 
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, experiment_configs
 from mmship.engine.launch import build_model, load_config
 
-CONFIGS = sorted(
-    osp.relpath(p, REPO)
-    for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
-    if not {'_base_', 'spaces'} & set(osp.relpath(p, REPO).split(osp.sep)))
+CONFIGS = experiment_configs()
 
 
 def test_configs_found():
