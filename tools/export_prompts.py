@@ -45,9 +45,13 @@ def main(argv=None):
         sys.exit(f'tools/export_prompts.py: error: {err}')
     from safetensors.torch import save_file
 
-    from mmship.engine.lifecycle import read_prompts
+    from mmship.engine.lifecycle import CheckpointMismatch, read_prompts
     from mmship.version import __version__
-    prompts, identity, meta = read_prompts(args.checkpoint, build_model(cfg))
+    try:
+        prompts, identity, meta, _ = read_prompts(args.checkpoint,
+                                                  build_model(cfg))
+    except CheckpointMismatch as err:
+        sys.exit(f'tools/export_prompts.py: error: {err}')
     # safetensors refuses views that share storage: one copy each
     save_file({k: v.detach().cpu().contiguous().clone()
                for k, v in prompts.items()}, args.out)

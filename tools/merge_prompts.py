@@ -43,10 +43,11 @@ def main(argv=None):
     from mmship.engine.lifecycle import (CheckpointMismatch,
                                          complete_state_dict, read_prompts)
     model = build_model(cfg)
-    prompts, identity, meta = read_prompts(args.prompts, model)
-    checkpoint = dict(state_dict=prompts,
-                      mmship=dict(content='prompts', backbone=identity))
-    try:  # loads and checks the backbone, lists any other missing tensor
+    prompts, identity, meta, held = read_prompts(args.prompts, model)
+    checkpoint = dict(state_dict=dict(prompts, **held),
+                      mmship=dict(content='full' if held else 'prompts',
+                                  backbone=identity))
+    try:  # prompts only: load the backbone from init_cfg, check its hash
         complete_state_dict(model, checkpoint, args.prompts)
     except CheckpointMismatch as err:
         sys.exit(f'tools/merge_prompts.py: error: {err}')

@@ -24,6 +24,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.runner import IterBasedTrainLoop
 from torch import nn
 
 from mmship.version import __version__
@@ -62,11 +63,10 @@ def tensors_hash(state: Dict[str, torch.Tensor], keys) -> str:
 def backbone_identity(model: nn.Module) -> dict:
     """{source, sha256, num_tensors} of a model's frozen backbone."""
     model = _unwrap(model)
-    init_cfg = getattr(model.backbone, 'init_cfg', None) or {}
     keys = frozen_keys(model)
-    return dict(source=init_cfg.get('checkpoint') if isinstance(
-        init_cfg, dict) else None,
-        sha256=tensors_hash(model.state_dict(), keys), num_tensors=len(keys))
+    return dict(source=pretrained_source(model),
+                sha256=tensors_hash(model.state_dict(), keys),
+                num_tensors=len(keys))
 
 
 def pretrained_source(model: nn.Module) -> Optional[str]:
@@ -183,8 +183,6 @@ class PromptCheckpointHook(Hook):
             from ``init_cfg`` of type Pretrained, full otherwise.
     """
 
-    priority = 'VERY_HIGH'
-
     def __init__(self, full: Optional[bool] = None):
         self.full = full
         self._identity = None  # the frozen tensors do not change: hash once
@@ -195,6 +193,15 @@ class PromptCheckpointHook(Hook):
             return not self.full
         return pretrained_source(runner.model) is not None
 
+    def before_train(self, runner) -> None:
+        if self._prompt_only(runner) and \
+                pretrained_source(runner.model) is None:
+            raise ValueError(
+                'Prompt-only checkpoints (full_checkpoints = False) need the '
+                'frozen backbone from model.backbone.init_cfg = dict(type='
+                '"Pretrained", checkpoint=...); this config has none. Set '
+                'it, or full_checkpoints = True.')
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         model = _unwrap(runner.model)
         if self._identity is None:
@@ -203,11 +210,6 @@ class PromptCheckpointHook(Hook):
                     prompt=str(runner.cfg.model.backbone.get('prompt')),
                     content='full', rng=_rng_state())
         if self._prompt_only(runner):
-            if self._identity['source'] is None:
-                raise RuntimeError(
-                    'Prompt-only checkpoints need the frozen backbone from '
-                    'model.backbone.init_cfg (type Pretrained); this config '
-                    'has none. Set full_checkpoints = True.')
             meta['content'] = 'prompts'
             for key in frozen_keys(model):
                 checkpoint['state_dict'].pop(key, None)
@@ -218,15 +220,14 @@ class PromptCheckpointHook(Hook):
         meta = checkpoint.get('mmship') or {}
         # train() loads with resume=True; test and load_from only take
         # the weights
-        if runner._resume and 'rng' in meta:
+        if runner.cfg.get('resume') and 'rng' in meta:
             self._rng = meta['rng']
 
     def before_train_epoch(self, runner) -> None:
         if self._rng is None:
             return
         loop = runner.train_loop
-        if not runner.train_loop.__class__.__name__.startswith('IterBased') \
-                or loop.iter == 0:
+        if not isinstance(loop, IterBasedTrainLoop) or loop.iter == 0:
             _set_rng_state(self._rng)
         else:  # the loop skips loop.iter batches before the next one
             loop.dataloader_iterator = _RestoreAfter(
@@ -257,9 +258,10 @@ def register(runner) -> None:
 
 # -- adapters: the deployable part of a checkpoint ----------------------------
 def read_prompts(path: str, model: nn.Module):
-    """(tensors without the frozen backbone, backbone identity, meta) of a
-    training checkpoint (prompt-only or full) or an exported adapter
-    (``.safetensors`` with its ``.json`` sidecar)."""
+    """(tensors without the frozen backbone, backbone identity, meta, the
+    frozen backbone tensors the file holds) of a training checkpoint
+    (prompt-only: none held; full) or an exported adapter (``.safetensors``
+    with its ``.json`` sidecar; none held)."""
     import json
     import os.path as osp
     model = _unwrap(model)
@@ -274,7 +276,7 @@ def read_prompts(path: str, model: nn.Module):
                 f'backbone the prompts need.')
         with open(sidecar) as f:
             meta = json.load(f)
-        return load_file(path), meta['backbone'], meta
+        return load_file(path), meta['backbone'], meta, {}
     from mmship.engine.safe_load import torch_load
     checkpoint = torch_load(path)
     state = checkpoint.get('state_dict', checkpoint)
@@ -284,7 +286,7 @@ def read_prompts(path: str, model: nn.Module):
     else:  # a full checkpoint: the backbone it holds is its identity
         missing = [k for k in frozen if k not in state]
         if missing:
-            raise RuntimeError(
+            raise CheckpointMismatch(
                 f'{path} is neither a prompt-only mmship checkpoint nor a '
                 f'full one: it lacks {len(missing)} frozen backbone tensors '
                 f'({", ".join(missing[:5])} ...).')
@@ -292,6 +294,7 @@ def read_prompts(path: str, model: nn.Module):
                         sha256=tensors_hash(state, frozen),
                         num_tensors=len(frozen))
     prompts = {k: v for k, v in state.items() if k not in set(frozen)}
+    held = {k: v for k, v in state.items() if k in set(frozen)}
     meta = dict(meta, dataset_meta=(checkpoint.get('meta') or {}).get(
         'dataset_meta'), iter=(checkpoint.get('meta') or {}).get('iter'))
-    return prompts, identity, meta
+    return prompts, identity, meta, held
