@@ -53,10 +53,11 @@ def tensors_hash(state: Dict[str, torch.Tensor], keys) -> str:
     """sha256 over names, dtypes, shapes and bytes, in sorted key order."""
     digest = hashlib.sha256()
     for key in sorted(keys):
-        tensor = state[key].detach().cpu().contiguous()
+        tensor = state[key].detach().cpu()
         digest.update(f'{key}|{tensor.dtype}|{tuple(tensor.shape)}|'.encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes()
-                      if tensor.numel() else b'')
+        # flat: a 0-dim tensor cannot be viewed as bytes
+        digest.update(tensor.reshape(-1).contiguous().view(
+            torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
