@@ -105,11 +105,16 @@ def main(argv=None):
         sys.exit(f'tools/test.py: error: {err}')
 
     runner = build_runner(cfg)
+    from mmship.engine import lifecycle
+    lifecycle.register(runner)  # prompt-only checkpoints, random states
     if args.out is not None and cfg.default_scope != 'mmseg':
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except lifecycle.CheckpointMismatch as err:
+        sys.exit(f'tools/test.py: error: {err}')
     print_log('Test metrics: ' + json.dumps(
         {k: (round(v, 4) if isinstance(v, float) else v)
          for k, v in metrics.items()}, default=str), logger='current')

@@ -125,6 +125,8 @@ def main(argv=None):
                                    reuse=not args.overwrite)
 
     runner = build_runner(cfg)
+    from mmship.engine import lifecycle
+    lifecycle.register(runner)  # prompt-only checkpoints, random states
     apply_ship_offline(runner.model, offline, runner.logger)
     runner.train()
     print_log(f'Finished; checkpoints and logs are in '

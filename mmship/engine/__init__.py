@@ -1,3 +1,4 @@
+from . import lifecycle  # noqa: F401  (registers PromptCheckpointHook)
 from .params import log_param_table, param_table
 from .safe_load import allow_mmengine_checkpoints
 
