@@ -1,4 +1,6 @@
+from .hooks import NonFiniteLossHook
 from .params import log_param_table, param_table
 from .safe_load import allow_mmengine_checkpoints
 
-__all__ = ['param_table', 'log_param_table', 'allow_mmengine_checkpoints']
+__all__ = ['NonFiniteLossHook', 'param_table', 'log_param_table',
+           'allow_mmengine_checkpoints']
