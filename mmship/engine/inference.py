@@ -38,6 +38,8 @@ def init_prompted_model(cfg: Config, checkpoint: str):
     ckpt_meta = load_checkpoint_file(checkpoint).get('meta') or {}
     check_checkpoint_config(cfg, ckpt_meta, checkpoint)
     cfg.model.train_cfg = None
+    if cfg.get('data_preprocessor') is not None:  # as mmengine's Runner
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = build_model(cfg)
     load_weights(model, checkpoint)
     model.cfg = model._config = cfg
