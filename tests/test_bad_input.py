@@ -44,7 +44,7 @@ def test_unknown_prompter_type():
         seg_pair(prompt=dict(type='VPTDeepest'))
 
 
-# -- tools: every invalid setting stops with its message, nothing overwritten --
+# -- tools: every invalid setting stops with its message, nothing overwritten
 import hashlib  # noqa: E402
 import os  # noqa: E402
 import os.path as osp  # noqa: E402

@@ -136,7 +136,7 @@ def latest_readable_checkpoint(work_dir: str) -> Optional[str]:
     return None
 
 
-# -- data ----------------------------------------------------------------------
+# -- data ---------------------------------------------------------------------
 SEG_LAYOUT = ('expected (mmseg): data_root/<img_path>/xxx{img} and '
               'data_root/<seg_map_path>/xxx{seg} (data_prefix=dict(img_path='
               '..., seg_map_path=...), img_suffix, seg_map_suffix), or an '
@@ -211,7 +211,8 @@ def _check_dataset(ds, scope: str, where: str) -> Optional[int]:
                 if isinstance(prefix, dict) else ''
             raise UsageError(
                 f'{where}: no *{suffix} images in {folder!r}; '
-                f'{_layout(ds, scope)} (here img_path={img!r}, seg_map_path={seg!r}).')
+                f'{_layout(ds, scope)} (here img_path={img!r}, '
+                f'seg_map_path={seg!r}).')
         return _dataset_classes(ds, scope)
     if isinstance(prefix, dict):
         prefix = prefix.get('img_path', '')
