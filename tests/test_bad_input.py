@@ -270,3 +270,20 @@ def test_tools_refuse_bad_checkpoints_and_data(demo_model, demo_data,
         assert re.search(pattern, proc.stdout), proc.stdout[-3000:]
     assert snapshot(user) == before
     assert not (tmp_path / 'w').exists()  # checked before anything is written
+
+
+def test_checkpoint_keys_fill_a_pending_ship_prompter():
+    """starts=None: the prompt sets come from the checkpoint's hierarchy, so
+    the keys are checked by loading into a copy (the model stays pending)."""
+    from mmship.engine.checks import check_checkpoint_keys
+    from mmship.engine.launch import UsageError
+    ship = dict(type='SHIPPrompter', starts=[0, 2, 3], num_tokens=3,
+                ssp_tokens=2, ap_groups=2, ap_tokens=2, pml_tokens=3,
+                prototypes=torch.randn(5, 32))
+    _, trained = seg_pair(prompt=ship)
+    _, pending = seg_pair(prompt=dict(ship, starts=None, prototypes=None))
+    check_checkpoint_keys(pending, trained.state_dict())
+    assert pending.prompter.pending
+    _, vpt = seg_pair(prompt=deep())
+    with pytest.raises(UsageError, match='does not have: prompter'):
+        check_checkpoint_keys(pending, vpt.state_dict())

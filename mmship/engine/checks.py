@@ -1,8 +1,10 @@
 """Checks that stop a run before anything is built or written: checkpoints
 (readable, keys that fit the model, made by the same model config) and data
 (root and layout present, class count matching the head)."""
+import copy
 import logging
 import os
+import re
 import os.path as osp
 from typing import List, Optional
 
@@ -14,6 +16,9 @@ from .launch import _CKPT, UsageError
 
 #: how many keys an error lists before "..."
 _SHOW = 8
+_SIZE_MISMATCH = re.compile(
+    r'size mismatch for (\S+): copying a param with shape (.+?) from '
+    r'checkpoint, the shape in current model is (.+?)\.(?:\n|$)')
 
 
 def load_checkpoint_file(path: str) -> dict:
@@ -42,23 +47,33 @@ def check_checkpoint_keys(model: torch.nn.Module, state_dict: dict,
                           path: str = 'checkpoint') -> None:
     """Refuse a state dict whose keys do not fit ``model``.
 
-    Unexpected keys are always refused.  Missing keys are refused too,
-    except frozen ones (parameters with ``requires_grad=False`` and buffers)
-    when ``meta['mmship']['prompt_only']`` says the checkpoint holds only
-    the trained parameters (the frozen backbone is rebuilt from its
-    ``init_cfg``).  Shapes must match.
+    The state dict is loaded (non-strict) into a copy of ``model``, so the
+    modules' own loading runs (a pending SHIP prompter builds its prompt
+    sets from the checkpoint's hierarchy) and ``model`` is left as it was.
+    Unexpected keys and shapes that differ are always refused.  Missing keys
+    are refused too, except frozen ones (parameters with
+    ``requires_grad=False`` and buffers) when ``meta['mmship']
+    ['prompt_only']`` says the checkpoint holds only the trained parameters
+    (the frozen backbone is rebuilt from its ``init_cfg``).
     """
     state_dict = {k[7:] if k.startswith('module.') else k: v
                   for k, v in state_dict.items()}
-    own = model.state_dict()
+    probe = copy.deepcopy(model)
+    shapes = []
+    try:
+        result = probe.load_state_dict(state_dict, strict=False)
+        missing, unexpected = result.missing_keys, result.unexpected_keys
+    except RuntimeError as err:  # torch: size mismatches (error_msgs)
+        shapes = [f'{k} {a} vs the model\'s {b}' for k, a, b in
+                  _SIZE_MISMATCH.findall(str(err))]
+        if not shapes:
+            raise
+        own = probe.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
     prompt_only = bool(((meta or {}).get('mmship') or {}).get('prompt_only'))
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    missing = [k for k in own if k not in state_dict and
-               not (prompt_only and k not in trainable)]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [f'{k} {tuple(v.shape)} vs the model\'s {tuple(own[k].shape)}'
-              for k, v in state_dict.items() if k in own and
-              hasattr(v, 'shape') and tuple(v.shape) != tuple(own[k].shape)]
+    trainable = {n for n, p in probe.named_parameters() if p.requires_grad}
+    missing = [k for k in missing if not (prompt_only and k not in trainable)]
     problems = []
     if unexpected:
         problems.append(f'keys the model does not have: '
