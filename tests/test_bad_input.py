@@ -139,6 +139,9 @@ def test_checkpoint_config(demo_model):
     with pytest.raises(UsageError, match=r'model\.decode_head\.num_classes '
                        r'differ'):
         check_checkpoint_config(other, meta, 'x.pth')
+    # None: filled at run time (SHIP's starts / prototypes)
+    other.model.decode_head.num_classes = None
+    check_checkpoint_config(other, meta)
 
 
 def test_unreadable_checkpoints(demo_model, tmp_path):

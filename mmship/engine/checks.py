@@ -91,7 +91,13 @@ def check_checkpoint_keys(model: torch.nn.Module, state_dict: dict,
 
 
 def _model_diff(a, b, prefix='model') -> List[str]:
-    """Dotted keys whose values differ between two config trees."""
+    """Dotted keys whose values differ between the saved config tree ``a``
+    and this one, ``b``.  None in ``b`` matches anything: it is filled at
+    run time (SHIP's ``starts=None`` / ``prototypes=None``: computed by
+    tools/train.py, which saves the files' paths, or taken from the
+    checkpoint)."""
+    if b is None:
+        return []
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in sorted(set(a) | set(b), key=str):
