@@ -164,3 +164,19 @@ def test_tensorboard_backend_is_one_config_line(tmp_path):
     events = [f for _, _, files in os.walk(tmp_path / 'vis') for f in files
               if f.startswith('events.out.tfevents')]
     assert events
+
+
+def test_test_tool_show_dir_and_tta(seg_ckpt, demo_data, tmp_path):
+    """tools/test.py --tta --show-dir, as mmseg's: flip TTA over the demo
+    val images, painted predictions in the folder."""
+    from conftest import run_tool
+    from test_tools import short_run
+    show = tmp_path / 'show'
+    proc = run_tool(['python', 'tools/test.py', SEG_CONFIG, seg_ckpt,
+                     '--work-dir', str(tmp_path / 'w'), '--tta',
+                     '--show-dir', str(show)] + short_run(demo_data, 1) +
+                    ['default_hooks.visualization.interval=1'])
+    assert 'Test metrics' in proc.stdout and 'mIoU' in proc.stdout
+    painted = [f for _, _, files in os.walk(show) for f in files
+               if f.endswith('.png')]
+    assert len(painted) == 4, painted
