@@ -1,4 +1,6 @@
-"""Bad configurations stop at build time with one clear message."""
+"""Bad input stops with one clear message: configurations at build time,
+and the tools' checks (checkpoints, data, non-finite losses), which leave
+the user's files as they were."""
 import re
 
 import pytest
@@ -229,8 +231,19 @@ def test_non_finite_loss_stops_training(demo_data, tmp_path):
                     proc.stdout)
     assert msg, proc.stdout[-3000:]
     it = int(msg.group(3))
-    assert msg.group(4) == str(work / f'iter_{it - 1}.pth')
+    good = work / f'iter_{it - 1}.pth'
+    assert msg.group(4) == str(good)
     assert not (work / f'iter_{it}.pth').exists()
+    # --resume without a file: a truncated newer checkpoint is skipped
+    (work / 'iter_9.pth').write_bytes(good.read_bytes()[:999])
+    before = snapshot(work)
+    proc = run_tool(['python', 'tools/train.py', CONFIG, '--work-dir',
+                     str(work), '--resume'] + demo_opts(demo_data, it - 1))
+    assert re.search(r"--resume: skipping .*iter_9\.pth: Checkpoint "
+                     r"'.*iter_9\.pth' cannot be read", proc.stdout)
+    assert f'Load checkpoint from {good}' in proc.stdout
+    after = snapshot(work)  # the checkpoints are as they were
+    assert all(after[f] == before[f] for f in before if f.endswith('.pth'))
 
 
 def test_tools_refuse_bad_checkpoints_and_data(demo_model, demo_data,
