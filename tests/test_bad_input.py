@@ -1,10 +1,15 @@
 """Bad input stops with one clear message: configurations at build time,
 and the tools' checks (checkpoints, data, non-finite losses), which leave
 the user's files as they were."""
+import hashlib
+import os
+import os.path as osp
 import re
 
 import pytest
+import torch
 
+from conftest import run_tool
 from tiny import deep, seg_pair
 
 
@@ -47,14 +52,6 @@ def test_unknown_prompter_type():
 
 
 # -- tools: every invalid setting stops with its message, nothing overwritten
-import hashlib  # noqa: E402
-import os  # noqa: E402
-import os.path as osp  # noqa: E402
-
-import torch  # noqa: E402
-
-from conftest import run_tool  # noqa: E402
-
 CONFIG = 'configs/demo.py'
 
 
@@ -303,3 +300,21 @@ def test_checkpoint_keys_fill_a_pending_ship_prompter():
     _, vpt = seg_pair(prompt=deep())
     with pytest.raises(UsageError, match='does not have: prompter'):
         check_checkpoint_keys(pending, vpt.state_dict())
+
+
+def test_non_finite_loss_names_the_term(tmp_path):
+    """A broken term (DA-VPT's) is named, not only the total it spoils."""
+    from types import SimpleNamespace
+
+    from mmship.engine.hooks import NonFiniteLossError, NonFiniteLossHook
+    hook = NonFiniteLossHook()
+    runner = SimpleNamespace(work_dir=str(tmp_path), iter=6)
+    nan = torch.tensor(float('nan'))
+    hook.after_train_iter(runner, 0, outputs=dict(loss=torch.tensor(1.)))
+    hook.after_train_iter(runner, 0, outputs=dict(loss=torch.tensor(1.),
+                                                  acc_seg=nan))
+    with pytest.raises(NonFiniteLossError,
+                       match=r"'loss_davpt_cls' is nan at iteration 7.*"
+                       r'none \(none was saved yet\)'):
+        hook.after_train_iter(runner, 0, outputs=dict(
+            loss=nan, decode_loss_ce=torch.tensor(1.), loss_davpt_cls=nan))
