@@ -13,7 +13,7 @@ MODELS = Registry('mmship model', parent=MMENGINE_MODELS, scope='mmship',
 PROMPTERS = Registry('prompter', scope='mmship',
                      locations=['mmship.core', 'mmship.ship', 'mmship.davpt'])
 HOOKS = Registry('mmship hook', parent=MMENGINE_HOOKS, scope='mmship',
-                 locations=['mmship.davpt'])
+                 locations=['mmship.davpt', 'mmship.engine.hooks'])
 
 
 def register_both(cls=None, *, name=None):

@@ -2,7 +2,8 @@
 mmpretrain scope).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
-        [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--show-dir DIR] [--tta] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
 
 --out follows the host library: for segmentation configs a folder that
 receives the predicted label maps (png, as mmseg's tools/test.py); for
@@ -31,6 +32,14 @@ def parse_args(argv=None):
         help='segmentation: folder for the predicted label maps; '
         'classification: .pkl file for the predictions')
     parser.add_argument(
+        '--show-dir',
+        help='folder for the painted predictions (as mmseg\'s and '
+        'mmpretrain\'s tools/test.py)')
+    parser.add_argument(
+        '--tta', action='store_true',
+        help='test-time augmentation: the config\'s tta_pipeline and '
+        'tta_model')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -52,6 +61,39 @@ def parse_args(argv=None):
     return args
 
 
+def _show(cfg, show_dir: str) -> None:
+    """--show-dir: the visualization hook draws into show_dir."""
+    from mmship.engine.launch import UsageError
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise UsageError('--show-dir needs default_hooks.visualization '
+                         '(SegVisualizationHook / VisualizationHook) in the '
+                         'config.')
+    if osp.isdir(show_dir) and os.listdir(show_dir):
+        raise UsageError(f'--show-dir {show_dir!r} is not empty; its files '
+                         f'could be overwritten.')
+    if cfg.default_scope == 'mmseg':
+        hook['draw'] = True
+        cfg.visualizer['save_dir'] = show_dir
+    else:
+        hook['enable'] = True
+        hook['out_dir'] = show_dir
+
+
+def _tta(cfg, config_path: str) -> None:
+    """--tta: the test pipeline and model of the config's tta_* keys."""
+    from mmship.engine.launch import UsageError
+    if cfg.get('tta_pipeline') is None:
+        raise UsageError(f'--tta: {config_path} defines no tta_pipeline '
+                         f'(see mmseg\'s configs/_base_/datasets/ade20k.py).')
+    tta_model = cfg.get('tta_model') or (
+        dict(type='SegTTAModel') if cfg.default_scope == 'mmseg' else
+        dict(type='AverageClsScoreTTA'))
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    tta_model['module'] = cfg.model
+    cfg.model = tta_model
+
+
 def main(argv=None):
     args = parse_args(argv)
     # cheap checks first: the imports below take seconds
@@ -62,7 +104,11 @@ def main(argv=None):
     from mmengine.logging import print_log
 
     import mmship  # noqa: F401  (registers mmship's modules)
-    from mmship.engine.launch import (UsageError, build_runner,
+    from mmship.engine.checks import (check_checkpoint_config,
+                                      check_checkpoint_keys, check_data,
+                                      load_checkpoint_file)
+    from mmship.engine.lifecycle import is_prompt_only
+    from mmship.engine.launch import (UsageError, build_model, build_runner,
                                       check_checkpoint, check_work_dir,
                                       default_work_dir, load_config,
                                       setup_distributed)
@@ -78,6 +124,21 @@ def main(argv=None):
         cfg.resume = False
         if cfg.get('test_dataloader') is None:
             raise UsageError(f'{args.config} defines no test_dataloader.')
+        ckpt = None
+        if '://' not in args.checkpoint:
+            ckpt = load_checkpoint_file(args.checkpoint)
+            check_checkpoint_config(cfg, ckpt.get('meta'), args.checkpoint)
+        check_data(cfg, ('test', ))
+        if args.show_dir is not None:
+            _show(cfg, args.show_dir)
+        if args.tta:
+            _tta(cfg, args.config)
+        if ckpt is not None:
+            model = build_model(cfg)
+            check_checkpoint_keys(getattr(model, 'module', model),
+                                  ckpt.get('state_dict', ckpt),
+                                  is_prompt_only(ckpt), args.checkpoint)
+            del model, ckpt
 
         if args.out is not None:
             if cfg.default_scope == 'mmseg':

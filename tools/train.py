@@ -71,10 +71,16 @@ def main(argv=None):
     from mmengine.logging import print_log
 
     import mmship  # noqa: F401  (registers mmship's modules)
+    from mmship.engine.checks import (check_checkpoint_config,
+                                      check_checkpoint_keys, check_data,
+                                      latest_readable_checkpoint,
+                                      load_checkpoint_file)
+    from mmship.engine.hooks import NonFiniteLossError, ensure_non_finite_hook
     from mmship.engine.launch import (UsageError, build_runner,
                                       check_checkpoint, check_work_dir,
-                                      default_work_dir, latest_checkpoint,
-                                      load_config, setup_distributed)
+                                      default_work_dir, load_config,
+                                      setup_distributed)
+    resume_from = None
     try:
         cfg = load_config(args.config, args.cfg_options)
         cfg.launcher = args.launcher
@@ -97,16 +103,26 @@ def main(argv=None):
                 cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
         if args.resume == 'auto':
+            # the newest checkpoint that loads (unreadable ones: warned)
+            resume_from = latest_readable_checkpoint(cfg.work_dir)
             cfg.resume = True
-            cfg.load_from = None
-            if latest_checkpoint(cfg.work_dir) is None:
-                print_log(f'--resume: no checkpoint in {cfg.work_dir} yet; '
-                          f'training starts from the beginning.',
-                          logger='current', level=logging.WARNING)
+            cfg.load_from = resume_from
+            if resume_from is None:
+                print_log(f'--resume: no readable checkpoint in '
+                          f'{cfg.work_dir} yet; training starts from the '
+                          f'beginning.', logger='current',
+                          level=logging.WARNING)
         elif args.resume is not None:
             check_checkpoint(args.resume, '--resume checkpoint')
+            resume_from = args.resume
             cfg.resume = True
             cfg.load_from = args.resume
+        resumed = None
+        if resume_from is not None:
+            resumed = load_checkpoint_file(resume_from)
+            check_checkpoint_config(cfg, resumed.get('meta'), resume_from)
+        check_data(cfg, ('train', 'val'))
+        ensure_non_finite_hook(cfg)
 
         rank = int(os.environ.get('RANK', '0'))
         if rank == 0:  # one process checks (the others find rank 0's files)
@@ -127,8 +143,21 @@ def main(argv=None):
     runner = build_runner(cfg)
     from mmship.engine import lifecycle
     lifecycle.register(runner)  # prompt-only checkpoints, random states
+    if resumed is not None:
+        try:
+            check_checkpoint_keys(getattr(runner.model, 'module',
+                                          runner.model),
+                                  resumed.get('state_dict', resumed),
+                                  lifecycle.is_prompt_only(resumed),
+                                  resume_from)
+        except UsageError as err:
+            sys.exit(f'tools/train.py: error: {err}')
+        del resumed
     apply_ship_offline(runner.model, offline, runner.logger)
-    runner.train()
+    try:
+        runner.train()
+    except NonFiniteLossError as err:
+        sys.exit(f'tools/train.py: error: {err}')
     print_log(f'Finished; checkpoints and logs are in '
               f'{osp.abspath(runner.work_dir)}', logger='current')
 

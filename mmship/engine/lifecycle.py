@@ -103,16 +103,20 @@ def ensure_backbone(model: nn.Module, identity: dict, what: str) -> None:
             f'backbone the prompts were trained with.')
 
 
+def is_prompt_only(checkpoint: dict) -> bool:
+    """Whether a loaded checkpoint leaves the frozen backbone out."""
+    return (checkpoint.get('mmship') or {}).get('content') == 'prompts'
+
+
 def complete_state_dict(model: nn.Module, checkpoint: dict,
                         what: str) -> None:
     """Fill a prompt-only checkpoint's ``state_dict`` with the model's frozen
     backbone (after checking its hash); a key missing otherwise is an
     error that lists them."""
-    meta = checkpoint.get('mmship') or {}
-    if meta.get('content') != 'prompts':
+    if not is_prompt_only(checkpoint):
         return
     model = _unwrap(model)
-    ensure_backbone(model, meta['backbone'], what)
+    ensure_backbone(model, checkpoint['mmship']['backbone'], what)
     state = checkpoint['state_dict']
     own = model.state_dict()
     for key in frozen_keys(model):
