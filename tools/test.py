@@ -66,6 +66,7 @@ def main(argv=None):
                                       check_checkpoint, check_work_dir,
                                       default_work_dir, load_config,
                                       setup_distributed)
+    from mmship.utils import versions_line
     try:
         check_checkpoint(args.checkpoint)
         cfg = load_config(args.config, args.cfg_options)
@@ -105,6 +106,7 @@ def main(argv=None):
         sys.exit(f'tools/test.py: error: {err}')
 
     runner = build_runner(cfg)
+    runner.logger.info(versions_line())  # mmship, mmseg, mmcv, ... versions
     if args.out is not None and cfg.default_scope != 'mmseg':
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(

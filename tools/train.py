@@ -75,6 +75,7 @@ def main(argv=None):
                                       check_checkpoint, check_work_dir,
                                       default_work_dir, latest_checkpoint,
                                       load_config, setup_distributed)
+    from mmship.utils import versions_line
     try:
         cfg = load_config(args.config, args.cfg_options)
         cfg.launcher = args.launcher
@@ -125,6 +126,7 @@ def main(argv=None):
                                    reuse=not args.overwrite)
 
     runner = build_runner(cfg)
+    runner.logger.info(versions_line())  # mmship, mmseg, mmcv, ... versions
     apply_ship_offline(runner.model, offline, runner.logger)
     runner.train()
     print_log(f'Finished; checkpoints and logs are in '

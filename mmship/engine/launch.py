@@ -12,6 +12,8 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from mmship.utils.config import drop_mmship_scope
+
 SCOPES = ('mmseg', 'mmpretrain')
 _CKPT = re.compile(r'^(iter|epoch)_\d+\.pth$')
 _TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
@@ -30,7 +32,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         raise UsageError(f'Config file {path!r} does not exist{hint}.')
     if not path.endswith('.py'):
         raise UsageError(f'Config {path!r} is not a .py config file.')
-    cfg = Config.fromfile(path)
+    cfg = drop_mmship_scope(Config.fromfile(path))  # `mmship::` bases
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope')
