@@ -139,8 +139,31 @@ def _replace_sync_bn(node) -> int:
     return count
 
 
+def _slurm_to_torch_env() -> None:
+    """``--launcher slurm`` without a GPU: the rank, world size and master
+    address from srun's environment, as mmengine's slurm launcher derives
+    them (which also sets a CUDA device, so it cannot run here)."""
+    try:
+        rank = os.environ['SLURM_PROCID']
+        ntasks = os.environ['SLURM_NTASKS']
+    except KeyError as missing:
+        raise UsageError(f'--launcher slurm: {missing} is not set; start the '
+                         f'tool with srun (tools/slurm_train.sh).') from None
+    os.environ['RANK'] = rank
+    os.environ['WORLD_SIZE'] = ntasks
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    os.environ.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in os.environ:
+        import subprocess
+        nodes = os.environ.get('SLURM_NODELIST', '')
+        out = subprocess.run(f'scontrol show hostnames "{nodes}" | head -n1',
+                             shell=True, capture_output=True, text=True)
+        os.environ['MASTER_ADDR'] = out.stdout.strip() or '127.0.0.1'
+
+
 def setup_distributed(cfg: Config) -> None:
-    """Make ``--launcher pytorch`` work on CPU-only machines too.
+    """Make ``--launcher pytorch`` (and ``slurm``) work on CPU-only machines
+    too.
 
     mmengine's launcher sets a CUDA device and wraps the model with
     ``device_ids=[local_rank]``; without a GPU both fail.  Here: gloo
@@ -148,9 +171,11 @@ def setup_distributed(cfg: Config) -> None:
     """
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
         return
-    if cfg.launcher != 'pytorch':
+    if cfg.launcher == 'slurm':
+        _slurm_to_torch_env()
+    elif cfg.launcher != 'pytorch':
         raise UsageError(f'Distributed runs without a GPU are supported with '
-                         f'--launcher pytorch (torchrun), not '
+                         f'--launcher pytorch (torchrun) or slurm, not '
                          f'{cfg.launcher!r}.')
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})
