@@ -66,7 +66,7 @@ def package_versions() -> 'OrderedDict[str, str]':
 def versions_line() -> str:
     """``package_versions()`` in one log line."""
     info = package_versions()
-    info.pop('mmship location')
+    info['mmship'] += f" (at {info.pop('mmship location')})"
     return 'Environment: ' + ', '.join(f'{k} {v}' for k, v in info.items())
 
 
