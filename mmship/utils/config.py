@@ -31,3 +31,12 @@ def drop_mmship_scope(cfg: Config) -> Config:
     for key in list(cfg.keys()):
         strip(cfg[key])
     return cfg
+
+
+def read_config(path: str) -> Config:
+    """``Config.fromfile(path)`` for configs that may inherit ``mmship::``
+    files, ready for ``mmseg.apis.init_model`` / mmpretrain's inferencers
+    (``import mmship`` first registers the ``mmship::`` prefix; this module
+    does it)."""
+    import mmship  # noqa: F401  (registration, the `mmship::` prefix)
+    return drop_mmship_scope(Config.fromfile(path))
