@@ -1,6 +1,7 @@
 """The wheel: built from the repository, installed into a fresh virtual
 environment, it serves `mim train mmship CONFIG`, `mim test mmship ...` and
-`_base_ = ['mmship::...']` in a config outside the repository.
+`_base_ = ['mmship::...']` in a config outside the repository (through the
+tools and through mmseg's API).
 
 The fresh environment has no pip, setuptools or mmship of its own: a `.pth`
 file puts this environment's site-packages (torch, mmcv, mmseg, mim, ...) on
@@ -9,7 +10,8 @@ its path, and mmship comes only from the wheel (pip installs it there with
 it, so an editable mmship of this environment (its easy-install.pth) stays
 invisible; the commands run from an empty folder without PYTHONPATH, so the
 repository's mmship cannot be imported either. About 25 s on 2 cores: the
-wheel build takes 2 s, the rest is two 4-iteration CPU runs.
+wheel build takes 2 s, the rest is a 4-iteration CPU run, a test run and a
+model load.
 """
 import glob
 import os
@@ -125,3 +127,13 @@ def test_mim_train_test_and_mmship_base(wheel_env, demo_data, tmp_path):
                '--work-dir', 'test'], cwd=str(run_dir), env=env)
     assert 'Test metrics' in out and 'mIoU' in out, out[-3000:]
     assert f'at {osp.join(site, "mmship")}' in out
+
+    # 3. the same config through mmseg's API (mmship.utils.read_config)
+    out = run([python, '-c',
+               'from mmseg.apis import init_model\n'
+               'from mmship.utils import read_config\n'
+               f'model = init_model(read_config("my_demo.py"), {str(ckpt)!r}, '
+               'device="cpu")\n'
+               'print("classes:", model.dataset_meta["classes"])'],
+              cwd=str(run_dir), env=env)
+    assert "classes: ('background', 'circle'" in out, out[-3000:]
