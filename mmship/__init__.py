@@ -11,7 +11,7 @@ from .version import __version__  # noqa: F401
 # for the packages it lists; the files are in mmship/.mim/configs (setup.py).
 MODULE2PACKAGE.setdefault('mmship', 'mmship')
 
-from .engine.safe_load import allow_mmengine_checkpoints
+from .engine.safe_load import allow_mmengine_checkpoints  # noqa: E402
 
 # Registration: hosts and task models, SHIP, DA-VPT, the demo data set.
 from . import core, datasets, davpt, engine, models, ship  # noqa: F401,E402

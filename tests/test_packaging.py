@@ -37,8 +37,8 @@ SOURCES = ('setup.py', 'README.md', 'model-index.yml', 'mmship', 'configs',
 def run(cmd, cwd, env, timeout=300):
     proc = subprocess.run(cmd, cwd=cwd, env=env, timeout=timeout, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.returncode == 0, \
-        f'{" ".join(cmd)} exited with {proc.returncode}:\n{proc.stdout[-6000:]}'
+    assert proc.returncode == 0, (f'{" ".join(cmd)} exited with '
+                                  f'{proc.returncode}:\n{proc.stdout[-6000:]}')
     return proc.stdout
 
 
@@ -98,7 +98,7 @@ def test_mim_train_test_and_mmship_base(wheel_env, demo_data, tmp_path):
     run_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env.update(OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
-    small = [f'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+    small = ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
              'default_hooks.checkpoint.interval=4']
     for loader in ('train', 'val', 'test'):
         small += [f'{loader}_dataloader.dataset.data_root={demo_data}',
