@@ -10,9 +10,16 @@ build time and never committed (it is git-ignored):
 - wheels (``pip install .``, ``pip wheel .``, ``python -m build``): build_py
   copies ``configs/``, ``tools/`` and ``model-index.yml`` into the build
   tree's ``mmship/.mim/``; the source tree is left as it is;
+- sdists carry the originals (MANIFEST.in), so a wheel built from an sdist
+  gets them too;
 - editable installs (``pip install -e .``, ``setup.py develop``): symlinks
   ``mmship/.mim/{configs,tools,model-index.yml}`` in the source tree point at
   the originals, so edits show at once (mmseg does the same).
+
+``import mmship`` registers the ``mmship::`` prefix with mmengine; outside
+the tools, read such configs with ``mmship.utils.read_config``
+(docs/custom_dataset.md). tests/test_packaging.py checks all of it from a
+built wheel in a fresh virtual environment.
 """
 import os
 import os.path as osp
