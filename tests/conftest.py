@@ -59,3 +59,10 @@ def demo_data(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('demo_shapes'))
     make_demo_shapes(root, num_train=16, num_val=4)
     return root
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'packaging: builds the wheel and runs it in a fresh '
+        'virtual environment (about 25 s; CI runs it, `-m "not packaging"` '
+        'skips it)')

@@ -116,13 +116,13 @@ def test_checkpoint_keys(demo_model):
         check_checkpoint_keys(model, bad)
     # prompt-only checkpoints: frozen keys may be absent, trained may not
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
-    prompt_only = {k: v for k, v in state.items() if k in trained}
-    check_checkpoint_keys(model, prompt_only, prompt_only=True)
+    trained_only = {k: v for k, v in state.items() if k in trained}
+    check_checkpoint_keys(model, trained_only, prompt_only=True)
     with pytest.raises(UsageError, match='lacks: backbone'):
-        check_checkpoint_keys(model, prompt_only)
+        check_checkpoint_keys(model, trained_only)
     with pytest.raises(UsageError, match='lacks: ' + key):
-        check_checkpoint_keys(model, {k: v for k, v in prompt_only.items()
-                                      if k != key}, meta)
+        check_checkpoint_keys(model, {k: v for k, v in trained_only.items()
+                                      if k != key}, prompt_only=True)
 
 
 def test_checkpoint_config(demo_model):

@@ -284,7 +284,7 @@ def test_hierarchy_tool_reports_degeneracy_and_num_groups(seg_config,
     assert len(saved['starts']) == 2 and saved['num_groups'] == 2
     lo, hi = saved['threshold_interval']
     assert lo < saved['threshold'] <= hi
-    assert f'picked for num_groups=2' in text
+    assert 'picked for num_groups=2' in text
     assert f'threshold {saved["threshold"]:g}' in text
     assert saved['warning'] is None and 'WARNING' not in text
     from mmship.ship.hierarchy import greedy_hierarchy

@@ -41,5 +41,8 @@ if ! python -c 'import mmcv, mmcv._ext; assert mmcv.__version__ == "2.1.0"' 2>/d
 fi
 
 pipq -r requirements.txt
+# mim (see requirements.txt for why without its dependencies)
+python -c 'from mim.version import __version__ as v; assert v == "0.3.9"' 2>/dev/null \
+  || pipq --no-deps openmim==0.3.9
 pipq --no-deps --no-build-isolation -e .
-python -c 'import mmcv._ext, mmseg, mmpretrain, timm, mmship; print("mmship environment ready:", mmship.__version__)'
+python -c 'import mmcv._ext, mmseg, mmpretrain, timm, mim, mmship; print("mmship environment ready:", mmship.__version__)'

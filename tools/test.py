@@ -112,6 +112,7 @@ def main(argv=None):
                                       check_checkpoint, check_work_dir,
                                       default_work_dir, load_config,
                                       setup_distributed)
+    from mmship.utils import versions_line
     try:
         check_checkpoint(args.checkpoint)
         cfg = load_config(args.config, args.cfg_options)
@@ -168,6 +169,7 @@ def main(argv=None):
     runner = build_runner(cfg)
     from mmship.engine import lifecycle
     lifecycle.register(runner)  # prompt-only checkpoints, random states
+    runner.logger.info(versions_line())  # mmship, mmseg, mmcv, ... versions
     if args.out is not None and cfg.default_scope != 'mmseg':
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(

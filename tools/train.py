@@ -80,6 +80,7 @@ def main(argv=None):
                                       check_checkpoint, check_work_dir,
                                       default_work_dir, load_config,
                                       setup_distributed)
+    from mmship.utils import versions_line
     resume_from = None
     try:
         cfg = load_config(args.config, args.cfg_options)
@@ -153,6 +154,7 @@ def main(argv=None):
         except UsageError as err:
             sys.exit(f'tools/train.py: error: {err}')
         del resumed
+    runner.logger.info(versions_line())  # mmship, mmseg, mmcv, ... versions
     apply_ship_offline(runner.model, offline, runner.logger)
     try:
         runner.train()

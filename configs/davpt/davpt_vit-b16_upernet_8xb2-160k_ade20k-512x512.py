@@ -5,7 +5,8 @@
 # prompts at lr 1e-3) with DA-VPT's prompts: 10 per block, the last block's 10
 # act as proxies of the 150 classes (class-to-prompt mapping by cosine k-means
 # of class means, computed by DAVPTMappingHook before training) and two
-# Proxy-Anchor losses, beta = lambda = 0.05 (METHODS.md 2.3).
+# Proxy-Anchor losses, beta = lambda = 0.05 (docs/davpt.md, "Proxy-Anchor
+# loss").
 #
 # Another checkpoint:
 #   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/vit.pth

@@ -1,5 +1,6 @@
-# DA-VPT in the paper's segmentation setting (METHODS.md 2.5): ViT-L/16
-# (ImageNet-21k) + SETR-PUP with auxiliary heads on blocks 9, 14 and 19,
+# DA-VPT in the paper's segmentation setting (docs/davpt.md, "Reference
+# settings and results"): ViT-L/16 (ImageNet-21k) + SETR-PUP with
+# auxiliary heads on blocks 9, 14 and 19,
 # ADE20K 512 x 512, 160k iterations, batch 16 (2 x 8 GPUs), SGD momentum 0.9,
 # lr 1e-3, weight decay 0, heads at lr x10, poly decay (power 0.9); single-
 # scale sliding-window test.  The backbone is frozen; prompts (10 per block,

@@ -1,7 +1,8 @@
 # SHIP on a VTAB-1k task (here: cifar, i.e. CIFAR-100 with 1000 training
 # images): frozen ViT-B/16 (timm in21k weights), linear head on the CLS
 # token, 224 px, the reference schedule (AdamW lr 1e-3, wd 1e-4, 10 warm-up
-# epochs then cosine, 100 epochs, batch 64; METHODS.md 1.7).
+# epochs then cosine, 100 epochs, batch 64; docs/ship.md, "Reference
+# hyper-parameters").
 #
 # The hierarchy (starts) and the attribute prototypes are left to the start
 # of training: `python tools/train.py CONFIG` computes both with the frozen

@@ -3,7 +3,7 @@
 # (../vpt/vpt-deep_vit-b16_upernet_8xb2-160k_ade20k-512x512.py: mmseg's
 # ADE20K 160k recipe, frozen backbone initialised from
 # timm:vit_base_patch16_224.augreg_in21k, neck and heads at lr 6e-5, prompts
-# at lr 1e-3 without weight decay) with SHIP's prompts (METHODS.md 1):
+# at lr 1e-3 without weight decay) with SHIP's prompts (docs/ship.md):
 # 50 SIP tokens per group of the semantic hierarchy, 10 SSP tokens, AP in the
 # last 2 groups, PML at block 11 (the last output block), decoupled attention.
 #

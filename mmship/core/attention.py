@@ -1,5 +1,5 @@
 """The one attention used by every prompted block, coupled (VPT) or decoupled
-(SHIP, METHODS.md 1.6).
+(SHIP, docs/ship.md "Decoupled attention").
 
 Token layout inside a block is ``[instances (CLS + patches), prompts]``: prompts
 are appended after the instance tokens, so instance outputs are the leading

@@ -1,5 +1,5 @@
-"""DA-VPT / DA-VPT+: distribution-aware visual prompt tuning (METHODS.md
-section 2)."""
+"""DA-VPT / DA-VPT+: distribution-aware visual prompt tuning
+(docs/davpt.md)."""
 from .features import (class_patch_weights, patch_grid, pool_class_features,
                        seg_class_features)
 from .hooks import DAVPTMappingHook, davpt_prompter

@@ -1,4 +1,5 @@
-"""Proxy-Anchor loss with prompts as proxies (METHODS.md 2.3).
+"""Proxy-Anchor loss with prompts as proxies (docs/davpt.md, "Proxy-Anchor
+loss").
 
 For features x_i and proxies p_k, both unit-normalised, s_ik = r cos(x_i, p_k)
 and ``pos_mask[i, k]`` says whether x_i is a positive of proxy k (its class,
@@ -12,7 +13,8 @@ K are all proxies, K+ those with at least one positive in the batch.
 * ``pos_normalization='all'`` (default): Z = |K|, the positive term is a mean
   over all proxies, a proxy without positives adding log(1) = 0.  This is
   what the DA-VPT reference code computes (``pos_s.mean()`` over every
-  proxy column, empty columns filled with 0) and what METHODS.md 2.3 writes.
+  proxy column, empty columns filled with 0) and what docs/davpt.md
+  ("Proxy-Anchor loss") writes.
 * ``pos_normalization='with_positives'``: Z = |K+|, Proxy-Anchor's own
   normalisation; it weighs the positive term |K| / |K+| times more when a
   batch holds few classes.

@@ -1,4 +1,4 @@
-"""Class-to-prompt mapping (METHODS.md 2.2).
+"""Class-to-prompt mapping (docs/davpt.md, "Class-to-prompt mapping").
 
 Class means S (C x D) of a model's features, then cosine k-means of the C
 means into M clusters (identity when C <= M): ``mapping[c]`` is the proxy of

@@ -1,4 +1,4 @@
-"""DA-VPT and DA-VPT+ (METHODS.md section 2).
+"""DA-VPT and DA-VPT+ (docs/davpt.md, "The method").
 
 VPT-deep prompts in every block; in the *proxy blocks* (default: the last
 block) the first ``num_proxies`` (M) prompts of the block's set are

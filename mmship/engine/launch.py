@@ -12,6 +12,8 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from mmship.utils.config import drop_mmship_scope
+
 SCOPES = ('mmseg', 'mmpretrain')
 _CKPT = re.compile(r'^(iter|epoch)_\d+\.pth$')
 _TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
@@ -30,7 +32,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         raise UsageError(f'Config file {path!r} does not exist{hint}.')
     if not path.endswith('.py'):
         raise UsageError(f'Config {path!r} is not a .py config file.')
-    cfg = Config.fromfile(path)
+    cfg = drop_mmship_scope(Config.fromfile(path))  # `mmship::` bases
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope')
@@ -137,8 +139,31 @@ def _replace_sync_bn(node) -> int:
     return count
 
 
+def _slurm_to_torch_env() -> None:
+    """``--launcher slurm`` without a GPU: the rank, world size and master
+    address from srun's environment, as mmengine's slurm launcher derives
+    them (which also sets a CUDA device, so it cannot run here)."""
+    try:
+        rank = os.environ['SLURM_PROCID']
+        ntasks = os.environ['SLURM_NTASKS']
+    except KeyError as missing:
+        raise UsageError(f'--launcher slurm: {missing} is not set; start the '
+                         f'tool with srun (tools/slurm_train.sh).') from None
+    os.environ['RANK'] = rank
+    os.environ['WORLD_SIZE'] = ntasks
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    os.environ.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in os.environ:
+        import subprocess
+        nodes = os.environ.get('SLURM_NODELIST', '')
+        out = subprocess.run(f'scontrol show hostnames "{nodes}" | head -n1',
+                             shell=True, capture_output=True, text=True)
+        os.environ['MASTER_ADDR'] = out.stdout.strip() or '127.0.0.1'
+
+
 def setup_distributed(cfg: Config) -> None:
-    """Make ``--launcher pytorch`` work on CPU-only machines too.
+    """Make ``--launcher pytorch`` (and ``slurm``) work on CPU-only machines
+    too.
 
     mmengine's launcher sets a CUDA device and wraps the model with
     ``device_ids=[local_rank]``; without a GPU both fail.  Here: gloo
@@ -146,9 +171,11 @@ def setup_distributed(cfg: Config) -> None:
     """
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
         return
-    if cfg.launcher != 'pytorch':
+    if cfg.launcher == 'slurm':
+        _slurm_to_torch_env()
+    elif cfg.launcher != 'pytorch':
         raise UsageError(f'Distributed runs without a GPU are supported with '
-                         f'--launcher pytorch (torchrun), not '
+                         f'--launcher pytorch (torchrun) or slurm, not '
                          f'{cfg.launcher!r}.')
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})

@@ -1,4 +1,4 @@
-"""SHIP: semantic hierarchical prompt tuning (METHODS.md section 1)."""
+"""SHIP: semantic hierarchical prompt tuning (docs/ship.md)."""
 from .hierarchy import (AffinityMeter, block_descriptors, compute_affinity,
                         greedy_hierarchy, load_hierarchy, record_block_outputs)
 from .prompter import (AttributePrompts, SHIPPrompter, attribute_mixture,

@@ -1,5 +1,6 @@
-"""SHIP's semantic hierarchy (METHODS.md 1.1): inter-layer affinity of a
-frozen backbone and the greedy grouping of its blocks.
+"""SHIP's semantic hierarchy (docs/ship.md, "Semantic hierarchy"):
+inter-layer affinity of a frozen backbone and the greedy grouping of its
+blocks.
 
 * ``record_block_outputs`` runs a prompted host (``PromptedSegViT`` /
   ``PromptedViT``) and hands every block's instance tokens to a callback.

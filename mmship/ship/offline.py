@@ -205,14 +205,14 @@ def search_hierarchy(cfg: Config, config_path: str,
                      pipeline: str = 'train', device: str = 'cpu',
                      write: bool = True, num_groups: Optional[int] = None,
                      model=None) -> dict:
-    """SHIP's hierarchy search (METHODS.md 1.1) for a config: the frozen
-    pretrained backbone over a seeded sample of training images, the averaged
-    affinity, the greedy groups.  ``num_groups``: the threshold is the one
-    that yields that many groups (``threshold`` is then ignored; a
-    ``ValueError`` names the achievable counts if none does).  Writes
-    hierarchy.json, affinity.npy, affinity_std.npy and affinity.png; returns
-    the JSON's content plus ``path``, and ``warning`` (None or the message
-    of a degenerate search)."""
+    """SHIP's hierarchy search (docs/ship.md, "Semantic hierarchy") for a
+    config: the frozen pretrained backbone over a seeded sample of training
+    images, the averaged affinity, the greedy groups.  ``num_groups``: the
+    threshold is the one that yields that many groups (``threshold`` is then
+    ignored; a ``ValueError`` names the achievable counts if none does).
+    Writes hierarchy.json, affinity.npy, affinity_std.npy and affinity.png;
+    returns the JSON's content plus ``path``, and ``warning`` (None or the
+    message of a degenerate search)."""
     from .hierarchy import (DESCRIPTORS, adjacent_affinities,
                             compute_affinity, greedy_hierarchy, groups_of,
                             hierarchy_warning, plot_affinity,
@@ -341,11 +341,11 @@ def compute_prototypes(cfg: Config, config_path: str,
                        num_workers: int = 2, pipeline: str = 'train',
                        device: str = 'cpu', write: bool = True,
                        model=None) -> dict:
-    """SHIP's attribute prototypes (METHODS.md 1.4): K-means over last-block
-    descriptors of a seeded sample of training images of the frozen
-    backbone.  Writes ``out`` (.pth dict with metadata, or .npy) unless
-    ``write=False``; returns the metadata with ``prototypes`` (a (K, D)
-    tensor), ``num_descriptors`` and ``path``."""
+    """SHIP's attribute prototypes (docs/ship.md, "Attribute prompts"):
+    K-means over last-block descriptors of a seeded sample of training
+    images of the frozen backbone.  Writes ``out`` (.pth dict with metadata,
+    or .npy) unless ``write=False``; returns the metadata with
+    ``prototypes`` (a (K, D) tensor), ``num_descriptors`` and ``path``."""
     from .hierarchy import last_block_tokens, num_extra_tokens
     if descriptor not in PROTOTYPE_DESCRIPTORS:
         raise ValueError(f'descriptor {descriptor!r} is not one of '

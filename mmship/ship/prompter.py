@@ -1,4 +1,4 @@
-"""SHIP: semantic hierarchical prompt tuning (METHODS.md section 1).
+"""SHIP: semantic hierarchical prompt tuning (docs/ship.md, "The method").
 
 ``SHIPPrompter`` combines, each switchable:
 

@@ -1,4 +1,5 @@
-"""SHIP's semantic hierarchy of a config's frozen backbone (METHODS.md 1.1).
+"""SHIP's semantic hierarchy of a config's frozen backbone (docs/ship.md,
+"Semantic hierarchy").
 
 Runs the pretrained backbone (no prompts) over a seeded sample of training
 images, averages the per-image cosine Gram matrix of per-block descriptors,

@@ -1,6 +1,6 @@
-"""SHIP's attribute prototypes (METHODS.md 1.4): K-means centroids of
-last-block features of a seeded sample of training images, from the
-config's frozen pretrained backbone (no prompts).
+"""SHIP's attribute prototypes (docs/ship.md, "Attribute prompts"): K-means
+centroids of last-block features of a seeded sample of training images, from
+the config's frozen pretrained backbone (no prompts).
 
 The (K, D) matrix is written to --out (default: the config's
 ``model.backbone.prompt.prototypes`` if it names a file, else
