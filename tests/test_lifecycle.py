@@ -199,6 +199,15 @@ def test_export_merge_init_model(runs, tmp_path):
         ('adapter', adapter), ('merged', merged))}
     print('sizes (bytes):', sizes)
     assert sizes['adapter'] < sizes['merged'] < sizes['full']
+    # inference takes the prompt-only checkpoint and the adapter as they are
+    # (the frozen backbone from init_cfg, its hash checked)
+    from mmship.engine.inference import init_prompted_model
+    from mmship.engine.launch import load_config
+    for source in (ckpt, adapter):
+        rebuilt = init_prompted_model(load_config(runs['config']), source)
+        rebuilt_state = rebuilt.state_dict()
+        for key, value in state.items():
+            assert torch.equal(rebuilt_state[key], value), (source, key)
 
 
 def test_prompt_only_needs_a_pretrained_backbone():

@@ -2,6 +2,8 @@
 tools/test.py (readable checkpoint, same model config, keys that fit), then
 the weights.  Shared by tools/inference.py and
 tools/analysis/visualize_attention.py."""
+import copy
+
 from mmengine.config import Config
 
 from .lifecycle import complete_state_dict, ensure_backbone, read_prompts
@@ -48,12 +50,13 @@ def init_prompted_model(cfg: Config, checkpoint: str):
     mmpretrain's inferencers read the test pipeline there) and
     ``dataset_meta`` (classes, palette) from the checkpoint.
     """
+    as_given = copy.deepcopy(cfg)  # the run's config is compared with this
     cfg.model.train_cfg = None
     if cfg.get('data_preprocessor') is not None:  # as mmengine's Runner
         cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = build_model(cfg)
     state, ckpt_meta = read_weights(model, checkpoint)
-    check_checkpoint_config(cfg, ckpt_meta, checkpoint)
+    check_checkpoint_config(as_given, ckpt_meta, checkpoint)
     check_checkpoint_keys(model, state, path=checkpoint)
     model.load_state_dict(state, strict=False)  # missing keys: checked
     model.cfg = model._config = cfg
