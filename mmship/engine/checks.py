@@ -100,6 +100,8 @@ def _model_diff(a, b, prefix='model') -> List[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in sorted(set(a) | set(b), key=str):
+            if key in WEIGHT_SOURCES:
+                continue
             out += _model_diff(a.get(key), b.get(key), f'{prefix}.{key}')
         return out
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and \
@@ -111,13 +113,20 @@ def _model_diff(a, b, prefix='model') -> List[str]:
     return [] if a == b else [prefix]
 
 
+#: where pretrained weights come from, not what the model is: a moved file
+#: is fine, and prompt-only checkpoints check the frozen backbone by its
+#: content hash when they load (mmship.engine.lifecycle)
+WEIGHT_SOURCES = ('init_cfg', 'pretrained')
+
+
 def check_checkpoint_config(cfg: Config, meta: Optional[dict],
                             path: str = 'checkpoint') -> None:
     """Refuse a checkpoint whose run used another model config.
 
     Compares the content of ``cfg.model`` with the model of the config the
     checkpoint's run saved in its meta (mmengine keeps ``meta['cfg']``),
-    not file names; checkpoints without a saved config pass.
+    not file names, leaving out the weight sources (``WEIGHT_SOURCES``);
+    checkpoints without a saved config pass.
     """
     text = (meta or {}).get('cfg')
     if not isinstance(text, str):

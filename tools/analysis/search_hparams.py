@@ -467,8 +467,20 @@ def main(argv=None):
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
+        lock.close()
         fail(f'another search is running in {setup.work_dir}; wait for it '
              f'or use another --work-dir.')
+    # released however main() ends: tests call main() in-process, where a
+    # second flock on the file would fail while this one is open
+    try:
+        run_study(setup, args)
+    finally:
+        lock.close()
+
+
+def run_study(setup, args):
+    """Open or resume the study, run the missing trials, write the
+    outputs."""
     study = open_study(setup)
     sweep = Sweep(setup, study)
     if setup.schedule_note:
@@ -488,9 +500,9 @@ def main(argv=None):
         sweep.log(f'the study already holds {done} finished trials '
                   f'(--trials {args.trials}); nothing to run')
     else:
-        sweep.log(f'{setup.attrs["config"]}: {target - done} trial(s) to '
-                  f'run ({done} finished), {args.parallel} process(es) at a '
-                  f'time, seeds {args.seeds}, {setup.metric}; '
+        sweep.log(f'{setup.attrs["config"]}: {target - done} trial(s) '
+                  f'to run ({done} finished), {args.parallel} process(es) '
+                  f'at a time, seeds {args.seeds}, {setup.metric}; '
                   f'{setup.work_dir}')
         sweep.run(target)
     best = write_outputs(setup, study)
