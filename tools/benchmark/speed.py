@@ -21,8 +21,9 @@ TINY = dict(embed_dims=64, num_layers=4, num_heads=2, mlp_ratio=2)
 
 
 def methods(num_layers, dims):
-    third = max(1, num_layers // 3)
-    starts = [0, third, 2 * third]
+    step = max(1, num_layers // 6)
+    starts = list(range(0, num_layers, step))[:6]
+    protos = torch.randn(200, dims['embed_dims'])
     return {
         'frozen (no prompts)': None,
         'VPT-shallow 50': dict(type='Prompter', placements=[
@@ -31,9 +32,11 @@ def methods(num_layers, dims):
             dict(kind='deep', num_tokens=50)]),
         'VPT-deep 10': dict(type='Prompter', placements=[
             dict(kind='deep', num_tokens=10)]),
-        'SHIP (SIP50+SSP10+AP10, DA, PML)': dict(
-            type='SHIPPrompter', starts=starts, num_tokens=50,
-            prototypes=torch.randn(200, dims['embed_dims'])),
+        'SHIP K=10 (6 groups, SSP10, AP10, DA, PML)': dict(
+            type='SHIPPrompter', starts=starts, num_tokens=10,
+            prototypes=protos),
+        'SHIP K=50': dict(type='SHIPPrompter', starts=starts, num_tokens=50,
+                          prototypes=protos),
         'DA-VPT (10, proxies 10)': dict(type='DAVPTPrompter', num_tokens=10,
                                         num_classes=10),
         'DA-VPT+ (k/v bias)': dict(type='DAVPTPrompter', num_tokens=10,
@@ -127,20 +130,22 @@ def main():
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--tasks', nargs='+', default=['seg', 'cls'])
     p.add_argument('--seg-batch', type=int, default=8)
-    p.add_argument('--cls-batch', type=int, default=64)
+    p.add_argument('--cls-batch', type=int, nargs='+', default=[64])
     p.add_argument('--warmup', type=int, default=10)
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--profile', nargs='*', default=[],
                    help='method names to profile after timing')
     args = p.parse_args()
     dims = TINY if args.tiny else ViT_B
-    settings = dict(seg=(args.seg_batch, 512), cls=(args.cls_batch, 224))
+    settings = [('seg', args.seg_batch, 512)] + \
+        [('cls', b, 224) for b in args.cls_batch]
     if args.tiny:
-        settings = dict(seg=(2, 64), cls=(4, 64))
+        settings = [('seg', 2, 64), ('cls', 4, 64)]
     print(f'device: {torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}'
           f', torch {torch.__version__}, dims {dims}')
-    for task in args.tasks:
-        batch, img = settings[task]
+    for task, batch, img in settings:
+        if task not in args.tasks:
+            continue
         print(f'\n## {task}: batch {batch}, {img}x{img}, '
               f'{(img // 16) ** 2 + 1} instance tokens')
         runs = {}
@@ -198,7 +203,7 @@ def profile(runs, names, device):
                 sync(device)
             key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
             print(f'\n### profile ({step}, 5 calls): {name}')
-            print(prof.key_averages().table(sort_by=key, row_limit=14,
+            print(prof.key_averages().table(sort_by=key, row_limit=30,
                                             max_name_column_width=40))
 
 
