@@ -13,7 +13,7 @@ MODULE2PACKAGE.setdefault('mmship', 'mmship')
 
 from .engine.safe_load import allow_mmengine_checkpoints  # noqa: E402
 
-# Registration: hosts and task models, SHIP, DA-VPT, the demo data set.
-from . import core, datasets, davpt, engine, models, ship  # noqa: F401,E402
+# Registration: hosts and task models, SHIP, DA-VPT, LoRA, the demo data set.
+from . import core, datasets, davpt, engine, lora, models, ship  # noqa: F401,E402
 
 allow_mmengine_checkpoints()

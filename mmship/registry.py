@@ -1,8 +1,9 @@
 """mmship's registries.
 
 Modules that serve both hosts are registered into mmseg's and mmpretrain's
-MODELS (see ``register_both``); prompt methods ("prompters") live in mmship's
-own registry, built by the prompted backbones from their ``prompt`` argument.
+MODELS (see ``register_both``); tuning methods (prompters, LoRA) live in
+mmship's own registry, built by the prompted backbones from their
+``prompt`` argument.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -10,8 +11,9 @@ from mmengine.registry import Registry
 
 MODELS = Registry('mmship model', parent=MMENGINE_MODELS, scope='mmship',
                   locations=['mmship.models', 'mmship.core'])
-PROMPTERS = Registry('prompter', scope='mmship',
-                     locations=['mmship.core', 'mmship.ship', 'mmship.davpt'])
+METHODS = Registry('tuning method', scope='mmship',
+                   locations=['mmship.core', 'mmship.ship', 'mmship.davpt',
+                              'mmship.lora'])
 HOOKS = Registry('mmship hook', parent=MMENGINE_HOOKS, scope='mmship',
                  locations=['mmship.davpt', 'mmship.engine.hooks'])
 

@@ -24,7 +24,7 @@ def _fill_offline_state(model):
     from the start of training -- and get stand-ins here; empty prototype
     buffers get random prototypes; a round-robin class-to-prompt mapping
     where one is computed by a hook at the start of training (DA-VPT)."""
-    from mmship.ship.prompter import SHIPPrompter
+    from mmship.ship.method import SHIPPrompter
     for module in model.modules():
         if isinstance(module, SHIPPrompter):
             if 'hierarchy' in module.pending:

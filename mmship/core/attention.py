@@ -85,15 +85,16 @@ class PromptAttention(nn.Module):
         return torch.cat([out, p2ip], dim=2)
 
     def _bypass(self, q, k, v, num_instances, dropout_p, normed):
-        """Instance rows as usual; prompt rows are ``LN1(p)`` split into
-        heads (the head merge of the block gives ``LN1(p)`` back)."""
+        """Instance rows as usual; prompt rows (those of ``q``) are
+        ``LN1(p)`` split into heads (the head merge of the block gives
+        ``LN1(p)`` back)."""
         if normed is None:
             raise ValueError("prompt_update='bypass' needs the block's "
                              'normalised input tokens (`normed`).')
         out = self.forward(q[:, :, :num_instances], k, v, num_instances,
                            dropout_p)
-        B, H = q.shape[:2]
-        p = normed[:, num_instances:]
+        B, H, rows = q.shape[:3]
+        p = normed[:, num_instances:rows]
         p = p.reshape(B, p.shape[1], H, -1).transpose(1, 2)
         return torch.cat([out, p.to(out.dtype)], dim=2)
 

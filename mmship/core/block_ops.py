@@ -1,10 +1,32 @@
 """Views of the hosts' transformer blocks as the four operations a prompted
-block needs: norm1, qkv (with an optional bias delta), the attention residual
-and the FFN residual.  The host's modules and weights are used as they are,
-so checkpoints keep their keys and prompt-free outputs equal the host's.
+block needs: norm1, qkv, the attention residual and the FFN residual.  The
+host's modules and weights are used as they are, so checkpoints keep their
+keys and method-free outputs equal the host's.  qkv and the attention's
+output projection take a method's parameter deltas (``method.py``:
+``DELTA_TARGETS``).
 """
+from typing import Dict, Optional
+
 import torch.nn.functional as F
 from torch import Tensor
+
+from .method import Delta, LowRank
+
+
+def delta_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                 deltas: Dict[str, Delta], name: str) -> Tensor:
+    """``F.linear`` of a frozen layer with the deltas ``name.weight`` /
+    ``name.bias`` of ``deltas`` applied."""
+    dw = deltas.get(f'{name}.weight')
+    db = deltas.get(f'{name}.bias')
+    if db is not None:
+        bias = db if bias is None else bias + db
+    if isinstance(dw, Tensor):
+        weight = weight + dw
+    out = F.linear(x, weight, bias)
+    if isinstance(dw, LowRank):
+        out = out + F.linear(F.linear(x, dw.down), dw.up) * dw.scale
+    return out
 
 
 class _BlockOps:
@@ -49,12 +71,6 @@ class _BlockOps:
         B, H, N, d = o.shape
         return o.transpose(1, 2).reshape(B, N, H * d)
 
-    @staticmethod
-    def _biased(bias, delta):
-        if delta is None:
-            return bias
-        return delta if bias is None else bias + delta
-
 
 class SegBlockOps(_BlockOps):
     """mmseg's ``TransformerEncoderLayer`` (mmcv MultiheadAttention around
@@ -77,15 +93,17 @@ class SegBlockOps(_BlockOps):
     def norm1(self, x: Tensor) -> Tensor:
         return self.layer.norm1(x)
 
-    def qkv(self, x: Tensor, bias_delta: Tensor = None):
+    def qkv(self, x: Tensor, deltas: Dict[str, Delta]):
         mha = self.layer.attn.attn
-        return self._split_heads(
-            F.linear(x, mha.in_proj_weight,
-                     self._biased(mha.in_proj_bias, bias_delta)))
+        return self._split_heads(delta_linear(
+            x, mha.in_proj_weight, mha.in_proj_bias, deltas, 'qkv'))
 
-    def attn_residual(self, x: Tensor, o: Tensor) -> Tensor:
+    def attn_residual(self, x: Tensor, o: Tensor,
+                      deltas: Dict[str, Delta]) -> Tensor:
         attn = self.layer.attn
-        out = attn.attn.out_proj(self._merge_heads(o))
+        proj = attn.attn.out_proj
+        out = delta_linear(self._merge_heads(o), proj.weight, proj.bias,
+                           deltas, 'proj')
         return x + attn.dropout_layer(attn.proj_drop(out))
 
     def ffn_residual(self, x: Tensor) -> Tensor:
@@ -113,14 +131,16 @@ class PretrainBlockOps(_BlockOps):
     def norm1(self, x: Tensor) -> Tensor:
         return self.layer.ln1(x)
 
-    def qkv(self, x: Tensor, bias_delta: Tensor = None):
+    def qkv(self, x: Tensor, deltas: Dict[str, Delta]):
         qkv = self.layer.attn.qkv
         return self._split_heads(
-            F.linear(x, qkv.weight, self._biased(qkv.bias, bias_delta)))
+            delta_linear(x, qkv.weight, qkv.bias, deltas, 'qkv'))
 
-    def attn_residual(self, x: Tensor, o: Tensor) -> Tensor:
+    def attn_residual(self, x: Tensor, o: Tensor,
+                      deltas: Dict[str, Delta]) -> Tensor:
         attn = self.layer.attn
-        out = attn.proj(self._merge_heads(o))
+        out = delta_linear(self._merge_heads(o), attn.proj.weight,
+                           attn.proj.bias, deltas, 'proj')
         return x + attn.out_drop(attn.gamma1(attn.proj_drop(out)))
 
     def ffn_residual(self, x: Tensor) -> Tensor:

@@ -1,36 +1,24 @@
-"""The prompter: what a prompt method adds to a frozen ViT.
+"""The prompter: the VPT family on the method contract (``method.py``).
 
-A prompter is built by a prompted backbone from its ``prompt`` argument.  It
-owns the prompt sources and the schedule (``core/prompts.py``), picks the
-attention of every block, and may watch blocks to add auxiliary losses
-(``ctx.losses``) during training.  Subclasses (SHIP, DA-VPT) override the
-hooks; the base class is the complete VPT family.
+A prompter owns prompt sources and a schedule (``core/prompts.py``) and
+builds every block's spec from it: a block keeps the prompt outputs that the
+next block carries, or all of them where ``reads_prompt_outputs``.
+Subclasses (SHIP, DA-VPT) override the small hooks below; the base class is
+VPT-shallow, VPT-deep and their mixtures.
 """
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from mmengine.model import BaseModule
 from mmengine.registry import DefaultScope
 from torch import Tensor, nn
 
-from mmship.registry import PROMPTERS
+from mmship.registry import METHODS
 from .attention import PromptAttention
+from .method import BlockSpec, PromptContext, TuningMethod, check_blocks
 from .prompts import Carry, Insert, LearnablePrompts, placement_schedule
 
 
-@dataclass
-class PromptContext:
-    """What one forward pass knows, shared by the engine and the prompter."""
-    batch_size: int
-    training: bool
-    targets: Optional[dict] = None
-    #: CLS attention over patches of the block just run, when asked for.
-    cls_attn: Optional[Tensor] = None
-    losses: Dict[str, Tensor] = field(default_factory=dict)
-
-
-@PROMPTERS.register_module()
-class Prompter(BaseModule):
+@METHODS.register_module()
+class Prompter(TuningMethod):
     """Prompts placed by a list of placements, with coupled or decoupled
     attention.
 
@@ -47,13 +35,6 @@ class Prompter(BaseModule):
         dropout (float): prompt dropout at insertion (default of placements).
         init (str): prompt init, ``'vpt'`` or ``'xavier'``.
     """
-    requires_cls_token = False
-    #: Host parameters the method trains besides its own, by logical name
-    #: (``core/block_ops.py``: ``cls_token``, ``ln1``, ``attn_proj_bias``,
-    #: ...); the backbone resolves them to its parameter names, keeps them
-    #: trainable and reports their sizes through ``host_frozen``.
-    host_parts: Sequence[str] = ()
-
     def __init__(self,
                  num_layers: int,
                  embed_dims: int,
@@ -64,11 +45,8 @@ class Prompter(BaseModule):
                  dropout: float = 0.1,
                  init: str = 'vpt',
                  init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.num_layers = num_layers
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.patch_size = patch_size
+        super().__init__(num_layers, embed_dims, num_heads, patch_size,
+                         init_cfg=init_cfg)
         self.attention = PromptAttention(**attention)
         self.sources = nn.ModuleDict()
         self.schedule: List[List] = [[] for _ in range(num_layers)]
@@ -100,13 +78,10 @@ class Prompter(BaseModule):
         for block, step in steps:
             self.schedule[block].append(type(step)(key))
         self._check_schedule()
+        self.reset_specs()
 
     def check_blocks(self, blocks: Sequence[int], what: str):
-        bad = [b for b in blocks if not 0 <= b < self.num_layers]
-        if bad:
-            raise ValueError(
-                f'{what} are set for block(s) {bad}, which do not exist: the '
-                f'backbone has blocks 0..{self.num_layers - 1}.')
+        check_blocks(blocks, self.num_layers, what)
 
     def _check_schedule(self):
         alive = set()
@@ -118,11 +93,42 @@ class Prompter(BaseModule):
                         f'{block} but were not in block {block - 1}.')
             alive = {s.source for s in steps}
 
-    # -- hooks used by the engine ---------------------------------------------
+    # -- the plan --------------------------------------------------------------
+    def build_specs(self, training: bool) -> List[BlockSpec]:
+        """Each block's attention, and its kept prompt outputs: those a later
+        block carries, or all where ``reads_prompt_outputs``."""
+        specs = []
+        for block, steps in enumerate(self.schedule):
+            following = self.schedule[block + 1] \
+                if block + 1 < self.num_layers else []
+            carried = {s.source for s in following if isinstance(s, Carry)}
+            reads = self.reads_prompt_outputs(block, training)
+            kept = tuple(s.source for s in steps
+                         if reads or s.source in carried)
+            specs.append(BlockSpec(
+                attention=self.block_attention(block),
+                kept=kept,
+                record_cls_attention=self.records_cls_attention(
+                    block, training),
+                record_cls_query=self.records_cls_query(block, training)))
+        return specs
+
+    def block_attention(self, block: int) -> PromptAttention:
+        return self.attention
+
+    def reads_prompt_outputs(self, block: int, training: bool) -> bool:
+        """Whether ``after_block`` reads every prompt output of ``block``."""
+        return False
+
+    def records_cls_attention(self, block: int, training: bool) -> bool:
+        return False
+
+    def records_cls_query(self, block: int, training: bool) -> bool:
+        return False
+
     def block_prompts(self, block: int, ctx: PromptContext, x: Tensor,
                       carried: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """The prompt sets entering ``block``, in order.  ``x`` are the
-        instance tokens entering it, ``carried`` the previous prompt outputs."""
+        """The prompt sets entering ``block``, in order."""
         prompts = {}
         for step in self.schedule[block]:
             if isinstance(step, Insert):
@@ -131,38 +137,6 @@ class Prompter(BaseModule):
             else:
                 prompts[step.source] = carried[step.source]
         return prompts
-
-    def block_attention(self, block: int) -> PromptAttention:
-        return self.attention
-
-    def needs_cls_attention(self, block: int) -> bool:
-        """Whether the engine must record the CLS attention of ``block``."""
-        return False
-
-    def needs_prompt_outputs(self, block: int) -> bool:
-        """Whether ``after_block`` reads the prompt outputs of ``block``."""
-        return False
-
-    def keeps_prompt_outputs(self, block: int) -> bool:
-        """Prompt outputs are computed only where a later block carries them
-        or a hook reads them."""
-        following = self.schedule[block + 1] if block + 1 < self.num_layers \
-            else []
-        return any(isinstance(s, Carry) for s in following) or \
-            self.needs_prompt_outputs(block)
-
-    def qkv_bias_delta(self, block: int) -> Optional[Tensor]:
-        """A learnable addition to the block's fused qkv bias, if tuned."""
-        return None
-
-    def host_frozen(self, host_part_counts: Dict[str, int]):
-        """Called once by the backbone after freezing, with the number of
-        parameters each of ``host_parts`` holds on this host."""
-
-    def after_block(self, block: int, ctx: PromptContext, ops, x_in: Tensor,
-                    prompts_in: Dict[str, Tensor], x_out: Tensor,
-                    prompts_out: Dict[str, Tensor]):
-        """Called after every block; methods add auxiliary losses here."""
 
     @property
     def num_prompts(self) -> List[int]:
@@ -178,12 +152,17 @@ class Prompter(BaseModule):
         return counts
 
 
-def build_prompter(cfg: Optional[dict], **host_args) -> Optional[Prompter]:
+def build_method(cfg: Optional[dict], **host_args
+                 ) -> Optional[TuningMethod]:
     if cfg is None:
         return None
-    # Prompters live in mmship's own registry whatever the config's scope.
+    # Methods live in mmship's own registry whatever the config's scope.
     with DefaultScope.overwrite_default_scope('mmship'):
-        return PROMPTERS.build(cfg, default_args=host_args)
+        method = METHODS.build(cfg, default_args=host_args)
+    if not isinstance(method, TuningMethod):
+        raise TypeError(f'{type(method).__name__} is not a TuningMethod '
+                        f'(mmship/core/method.py).')
+    return method
 
 
-__all__ = ['Prompter', 'PromptContext', 'build_prompter']
+__all__ = ['Prompter', 'build_method']

@@ -7,15 +7,15 @@ from .losses import (ProxyAnchorLoss, class_sets_to_pos_mask,
                      labels_to_pos_mask, proxy_anchor_loss)
 from .mapping import (CLASS_MEAN_NORMS, ClassMapping, cluster_classes,
                       compute_class_mapping, compute_class_means,
-                      cosine_kmeans, kmeans_input, load_mapping, save_mapping)
-from .prompter import PLUS_PRESETS, DAVPTPrompter
+                      kmeans_input, load_mapping, save_mapping)
+from .method import PLUS_PRESETS, DAVPTPrompter
 
 __all__ = [
     'DAVPTPrompter', 'PLUS_PRESETS', 'CLASS_MEAN_NORMS', 'kmeans_input',
     'DAVPTMappingHook', 'davpt_prompter', 'ProxyAnchorLoss',
     'proxy_anchor_loss', 'labels_to_pos_mask', 'class_sets_to_pos_mask',
     'ClassMapping', 'cluster_classes', 'compute_class_mapping',
-    'compute_class_means', 'cosine_kmeans', 'load_mapping', 'save_mapping',
+    'compute_class_means', 'load_mapping', 'save_mapping',
     'class_patch_weights', 'patch_grid', 'pool_class_features',
     'seg_class_features'
 ]

@@ -21,9 +21,11 @@ def _unwrap(model):
 
 def davpt_prompter(model):
     """The DA-VPT prompter of a task model, or a clear error."""
-    from .prompter import DAVPTPrompter
+    from .method import DAVPTPrompter
     model = _unwrap(model)
-    prompter = getattr(getattr(model, 'backbone', None), 'prompter', None)
+    from mmship.models.utils import method_of
+    prompter = method_of(model.backbone) if hasattr(model, 'backbone') \
+        else None
     if not isinstance(prompter, DAVPTPrompter):
         raise TypeError(
             f'DAVPTMappingHook needs a model whose backbone has a '
@@ -113,13 +115,13 @@ class DAVPTMappingHook(Hook):
         batch_size = self.batch_size or loader.batch_size or 1
         workers = loader.num_workers if self.num_workers is None \
             else self.num_workers
-        return self._dataset, loader.collate_fn, batch_size, workers
+        return self._dataset, batch_size, workers
 
     # -- the work ---------------------------------------------------------------------
     def _compute(self, runner, recluster: bool, tag: str):
         model = _unwrap(runner.model)
         prompter = davpt_prompter(model)
-        dataset, collate_fn, batch_size, workers = self._data(runner)
+        dataset, batch_size, workers = self._data(runner)
         C, M = prompter.num_classes, prompter.num_proxies
         device = prompter.class_to_proxy.device
         mapping = torch.zeros(C, dtype=torch.long, device=device)
@@ -128,7 +130,7 @@ class DAVPTMappingHook(Hook):
         result = None
         if get_rank() == 0:
             result = compute_class_mapping(
-                model, dataset, collate_fn, self.images_per_class,
+                model, dataset, self.images_per_class,
                 self.max_images, batch_size, workers,
                 with_prompts=recluster, recluster=recluster, seed=self.seed,
                 class_mean_norm=self.class_mean_norm)

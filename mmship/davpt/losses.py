@@ -144,16 +144,19 @@ class ProxyAnchorLoss(nn.Module):
 
 def labels_to_pos_mask(labels: Tensor, mapping: Tensor,
                        num_proxies: int) -> Tensor:
-    """(N,) class labels -> (N, M) bool, True at the proxy of each label."""
+    """(N,) class labels -> (N, M) bool, True at the proxy of each label.
+    (A comparison, not ``F.one_hot``, which checks its range on the host:
+    one device sync per call.)"""
     proxy = mapping[labels]
-    return F.one_hot(proxy, num_proxies).bool()
+    return proxy[:, None] == torch.arange(num_proxies, device=proxy.device)
 
 
 def class_sets_to_pos_mask(class_sets: Tensor, mapping: Tensor,
                            num_proxies: int) -> Tensor:
     """(B, C) bool class presence -> (B, M) bool: proxy k is positive for an
     image when any class present in it maps to k (multi-label)."""
-    onehot = F.one_hot(mapping, num_proxies).to(torch.float32)   # (C, M)
+    onehot = (mapping[:, None] == torch.arange(
+        num_proxies, device=mapping.device)).to(torch.float32)     # (C, M)
     return (class_sets.to(torch.float32) @ onehot) > 0
 
 

@@ -34,88 +34,16 @@ read in that order until every class has ``images_per_class`` images or
 import json
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset
 
+from mmship.core.features import block_tokens, preprocessed_batches
+from mmship.core.kmeans import spherical_kmeans
 from .features import seg_class_features
-
-
-# -- k-means ---------------------------------------------------------------------
-def _kmeans_pp(x: Tensor, k: int, seed: int) -> Tensor:
-    """k-means++ seeding with cosine distance; deterministic given ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
-    n = x.shape[0]
-    chosen = [int(torch.randint(n, (1, ), generator=gen))]
-    best = x @ x[chosen[0]]
-    for _ in range(1, k):
-        dist = (1.0 - best).clamp(min=0.0)**2
-        dist[chosen] = 0.0
-        if float(dist.sum()) <= 0.0:   # duplicates: take the first unused
-            idx = next(i for i in range(n) if i not in chosen)
-        else:
-            idx = int(torch.multinomial(dist, 1, generator=gen))
-        chosen.append(idx)
-        best = torch.maximum(best, x @ x[idx])
-    return x[chosen].clone()
-
-
-def _fill_empty(sim: Tensor, assign: Tensor, k: int) -> Tensor:
-    """Give every empty cluster the point that fits its own cluster worst
-    (taken from a cluster of at least two)."""
-    assign = assign.clone()
-    own = sim.gather(1, assign[:, None]).squeeze(1)
-    for j in range(k):
-        counts = torch.bincount(assign, minlength=k)
-        if counts[j] > 0:
-            continue
-        movable = counts[assign] > 1
-        score = torch.where(movable, own, torch.full_like(own, float('inf')))
-        i = int(score.argmin())
-        assign[i] = j
-        own[i] = sim[i, j]
-    return assign
-
-
-def cosine_kmeans(x: Tensor, k: int, init: Optional[Tensor] = None,
-                  iters: int = 100, seed: int = 0) -> Tuple[Tensor, Tensor]:
-    """Spherical k-means of the rows of ``x``.
-
-    Args:
-        x: (N, D) points (normalised here).
-        k: clusters, 1 <= k <= N.
-        init: (k, D) starting centroids (re-clustering); k-means++ if None.
-    Returns:
-        assignment (N,) long, every cluster non-empty, and the (k, D) unit
-        centroids (float32, CPU).
-    """
-    n = x.shape[0]
-    if not 1 <= k <= n:
-        raise ValueError(f'cosine k-means needs 1 <= k <= N, got k={k}, '
-                         f'N={n}.')
-    x = F.normalize(x.detach().double().cpu(), dim=1)
-    if init is None:
-        cent = _kmeans_pp(x, k, seed)
-    else:
-        if init.shape != (k, x.shape[1]):
-            raise ValueError(f'init centroids must be {(k, x.shape[1])}, got '
-                             f'{tuple(init.shape)}.')
-        cent = F.normalize(init.detach().double().cpu(), dim=1)
-    assign = None
-    for _ in range(max(1, iters)):
-        sim = x @ cent.t()
-        new = _fill_empty(sim, sim.argmax(dim=1), k)
-        cent = F.normalize(
-            torch.zeros_like(cent).index_add_(0, new, x), dim=1)
-        converged = assign is not None and torch.equal(new, assign)
-        assign = new
-        if converged:
-            break
-    return assign, cent.float()
 
 
 # -- mapping ---------------------------------------------------------------------
@@ -178,7 +106,7 @@ def cluster_classes(means: Tensor, counts: Tensor, num_proxies: int,
             f'Only {int(seen.sum())} of {num_classes} classes had images, '
             f'fewer than the {num_proxies} proxies: cannot cluster. Raise '
             f'images_per_class / max_images or check the labels.')
-    assign, cent = cosine_kmeans(
+    assign, cent = spherical_kmeans(
         kmeans_input(means.cpu()[seen], class_mean_norm), num_proxies,
         init=init_centroids, seed=seed)
     mapping = torch.empty(num_classes, dtype=torch.long)
@@ -200,19 +128,6 @@ def cluster_classes(means: Tensor, counts: Tensor, num_proxies: int,
 # -- features --------------------------------------------------------------------
 def is_segmentor(model) -> bool:
     return hasattr(model, 'decode_head')
-
-
-def final_tokens(model, inputs: Tensor, with_prompts: bool) -> Tensor:
-    """Instance tokens leaving the backbone's last block, through the host's
-    final norm when it has one: (B, N, D)."""
-    backbone = model.backbone
-    prompter = backbone.prompter
-    with prompter.capture_final_tokens(with_prompts) as store:
-        backbone(inputs)
-    tokens = store['tokens']
-    if getattr(backbone, 'final_norm', False) and hasattr(backbone, 'ln1'):
-        tokens = backbone.ln1(tokens)
-    return tokens
 
 
 def check_dataset_labels(dataset, num_classes: int, segmentation: bool):
@@ -250,8 +165,7 @@ def _classification_indices(dataset, num_classes: int, per_class: int,
 
 
 @torch.no_grad()
-def compute_class_means(model, dataset, collate_fn: Callable,
-                        num_classes: int, images_per_class: int = 10,
+def compute_class_means(model, dataset, num_classes: int, images_per_class: int = 10,
                         max_images: Optional[int] = 2000,
                         batch_size: int = 8, num_workers: int = 0,
                         with_prompts: bool = False, seed: int = 0,
@@ -272,21 +186,22 @@ def compute_class_means(model, dataset, collate_fn: Callable,
     else:
         indices = _classification_indices(dataset, num_classes,
                                            images_per_class, seed)
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size,
-                        shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_fn)
+    # Segmentation: the training-mode preprocessor pads images and ground
+    # truth alike; classification: the test-mode one (no batch augments).
+    batches = preprocessed_batches(
+        model, dataset, indices, batch_size=batch_size,
+        num_workers=num_workers, seed=None,
+        training_preprocess=segmentation,
+        device=next(model.backbone.parameters()).device, with_samples=True)
     was_training = model.training
     model.eval()
     sums, counts = None, torch.zeros(num_classes, dtype=torch.long)
     bar = tqdm(total=len(indices), desc='DA-VPT class means',
                disable=not progress, dynamic_ncols=True)
     try:
-        for batch in loader:
-            # Segmentation: the training-mode preprocessor pads images and
-            # ground truth alike; classification: no batch augmentation.
-            data = model.data_preprocessor(batch, segmentation)
-            inputs, samples = data['inputs'], data['data_samples']
-            tokens = final_tokens(model, inputs, with_prompts).float()
+        for inputs, samples in batches:
+            tokens, = block_tokens(model.backbone, inputs, indices=[-1],
+                                   norm=True, with_method=with_prompts)
             if segmentation:
                 seg_maps = torch.stack([s.gt_sem_seg.data.squeeze(0)
                                         for s in samples]).long()
@@ -327,8 +242,7 @@ def compute_class_means(model, dataset, collate_fn: Callable,
     return means, counts
 
 
-def compute_class_mapping(model, dataset, collate_fn: Callable,
-                          images_per_class: int = 10,
+def compute_class_mapping(model, dataset, images_per_class: int = 10,
                           max_images: Optional[int] = 2000,
                           batch_size: int = 8, num_workers: int = 0,
                           with_prompts: bool = False, recluster: bool = False,
@@ -340,7 +254,7 @@ def compute_class_mapping(model, dataset, collate_fn: Callable,
     count the classes that move (``ClassMapping.moved``)."""
     prompter = model.backbone.prompter
     means, counts = compute_class_means(
-        model, dataset, collate_fn, prompter.num_classes, images_per_class,
+        model, dataset, prompter.num_classes, images_per_class,
         max_images, batch_size, num_workers, with_prompts, seed, progress,
         class_mean_norm)
     previous = prompter.class_to_proxy.detach().cpu().clone()
@@ -391,8 +305,8 @@ def load_mapping(path: str) -> Tuple[Tensor, Optional[Tensor]]:
                      if cent is not None else None)
 
 
-__all__ = ['cosine_kmeans', 'cluster_classes', 'kmeans_input',
+__all__ = ['cluster_classes', 'kmeans_input',
            'CLASS_MEAN_NORMS', 'ClassMapping',
-           'compute_class_means', 'compute_class_mapping', 'final_tokens',
+           'compute_class_means', 'compute_class_mapping',
            'check_dataset_labels', 'mapping_to_dict', 'save_mapping',
            'load_mapping']

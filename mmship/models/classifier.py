@@ -9,17 +9,18 @@ from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from torch import Tensor
 
 from mmship.engine.params import log_param_table
+from .utils import is_prompted, method_of
 
 
 @PRETRAIN_MODELS.register_module()
 class PromptedImageClassifier(ImageClassifier):
 
     def loss(self, inputs: Tensor, data_samples) -> Dict[str, Tensor]:
-        if not hasattr(self.backbone, 'forward_with_losses'):
+        if not is_prompted(self.backbone):
             return super().loss(inputs, data_samples)
-        prompter = getattr(self.backbone, 'prompter', None)
+        prompter = method_of(self.backbone)
         targets = None
-        if prompter is not None and getattr(prompter, 'needs_targets', False):
+        if prompter is not None and prompter.needs_targets:
             if any('gt_label' not in s for s in data_samples):
                 raise ValueError(f'{type(prompter).__name__} needs class '
                                  f'labels, and the data has none.')

@@ -7,7 +7,7 @@ from mmseg.models.backbones import VisionTransformer as SegVisionTransformer
 from mmseg.registry import MODELS as SEG_MODELS
 
 from mmship.core.block_ops import SegBlockOps
-from mmship.core.engine import PromptedBackboneMixin
+from mmship.core.backbone import PromptedBackboneMixin
 from mmship.registry import MODELS
 from .utils import check_patch_multiple
 
@@ -25,28 +25,38 @@ class PromptedSegViT(PromptedBackboneMixin, SegVisionTransformer):
         freeze_backbone (bool): freeze every host parameter.
         trainable (list[str]): host parameter name patterns (fnmatch) that
             still train when frozen, e.g. ``['ln1.*']``.
+        compile_blocks (bool): run every block through ``torch.compile``
+            (one graph per block structure; docs/performance.md).
         **kwargs: ``mmseg.models.backbones.VisionTransformer`` arguments.
     """
     host_format = 'mmseg'
 
     def __init__(self, prompt: Optional[dict] = None,
                  freeze_backbone: bool = True,
-                 trainable: Iterable[str] = (), **kwargs):
+                 trainable: Iterable[str] = (), compile_blocks: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         check_patch_multiple(self.img_size, self.patch_size)
         self._init_prompting(prompt, freeze_backbone, trainable, SegBlockOps,
                              num_heads=self.layers[0].attn.attn.num_heads,
                              patch_size=self.patch_size,
-                             embed_dims=self.pos_embed.shape[-1])
+                             embed_dims=self.pos_embed.shape[-1],
+                             compile_blocks=compile_blocks)
 
     @property
     def pos_grid(self):
         return (self.img_size[0] // self.patch_size,
                 self.img_size[1] // self.patch_size)
 
-    num_extra_tokens = 1
+    @property
+    def num_extra_tokens(self) -> int:
+        return int(self.with_cls_token)
 
-    def _forward(self, inputs, ctx):
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.layers[0].with_cp
+
+    def _embed(self, inputs):
         B = inputs.shape[0]
         x, hw_shape = self.patch_embed(inputs)
         x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
@@ -55,21 +65,13 @@ class PromptedSegViT(PromptedBackboneMixin, SegVisionTransformer):
             x = x[:, 1:]
         if self.pre_norm:
             x = self.pre_ln(x)
+        return x, hw_shape
 
-        outs = []
-        if self.out_origin:
-            outs.append(self._format(x, hw_shape))
-        last = len(self.layers) - 1
+    def _origin_outputs(self, x, hw_shape):
+        return [self._format(x, hw_shape)] if self.out_origin else []
 
-        def on_output(i, x):
-            if i == last and self.final_norm:
-                x = self.norm1(x)
-            if i in self.out_indices:
-                outs.append(self._format(x, hw_shape))
-            return x
-
-        self._run_blocks(x, ctx, on_output)
-        return tuple(outs)
+    def _final_norm(self, x):
+        return self.norm1(x) if self.final_norm else x
 
     def _format(self, x, hw_shape):
         out = x[:, 1:] if self.with_cls_token else x

@@ -9,6 +9,7 @@ from mmseg.registry import MODELS as SEG_MODELS
 from torch import Tensor
 
 from mmship.engine.params import log_param_table
+from .utils import is_prompted, method_of
 
 
 def seg_targets(data_samples, num_classes: int, ignore_index: int) -> dict:
@@ -29,14 +30,14 @@ def seg_targets(data_samples, num_classes: int, ignore_index: int) -> dict:
 class PromptedEncoderDecoder(EncoderDecoder):
 
     def _backbone_targets(self, data_samples) -> Optional[dict]:
-        prompter = getattr(self.backbone, 'prompter', None)
-        if prompter is None or not getattr(prompter, 'needs_targets', False):
+        method = method_of(self.backbone)
+        if method is None or not method.needs_targets:
             return None
         return seg_targets(data_samples, self.decode_head.num_classes,
                            self.decode_head.ignore_index)
 
     def loss(self, inputs: Tensor, data_samples) -> Dict[str, Tensor]:
-        if not hasattr(self.backbone, 'forward_with_losses'):
+        if not is_prompted(self.backbone):
             return super().loss(inputs, data_samples)
         feats, losses = self.backbone.forward_with_losses(
             inputs, self._backbone_targets(data_samples))

@@ -1,4 +1,18 @@
-from typing import Sequence
+from typing import Optional, Sequence
+
+from mmship.core.backbone import PromptedBackboneMixin
+from mmship.core.method import TuningMethod
+
+
+def is_prompted(backbone) -> bool:
+    """Whether ``backbone`` runs through mmship's engine."""
+    return isinstance(backbone, PromptedBackboneMixin)
+
+
+def method_of(backbone) -> Optional[TuningMethod]:
+    """The tuning method of a prompted backbone (None for other backbones
+    and for a prompted one without a method)."""
+    return backbone.prompter if is_prompted(backbone) else None
 
 
 def check_patch_multiple(img_size: Sequence[int], patch_size) -> None:

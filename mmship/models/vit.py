@@ -9,7 +9,7 @@ from mmpretrain.models.backbones import VisionTransformer as PretrainViT
 from mmpretrain.models.utils import resize_pos_embed
 
 from mmship.core.block_ops import PretrainBlockOps
-from mmship.core.engine import PromptedBackboneMixin
+from mmship.core.backbone import PromptedBackboneMixin
 from mmship.registry import register_both
 from .utils import check_patch_multiple
 
@@ -23,13 +23,16 @@ class PromptedViT(PromptedBackboneMixin, PretrainViT):
         freeze_backbone (bool): freeze every host parameter.
         trainable (list[str]): host parameter name patterns (fnmatch) that
             still train when frozen.
+        compile_blocks (bool): run every block through ``torch.compile``
+            (one graph per block structure; docs/performance.md).
         **kwargs: ``mmpretrain.models.VisionTransformer`` arguments.
     """
     host_format = 'mmpretrain'
 
     def __init__(self, prompt: Optional[dict] = None,
                  freeze_backbone: bool = True,
-                 trainable: Iterable[str] = (), **kwargs):
+                 trainable: Iterable[str] = (), compile_blocks: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.patch_size = self.patch_embed.projection.kernel_size[0]
         check_patch_multiple(self.img_size,
@@ -38,13 +41,14 @@ class PromptedViT(PromptedBackboneMixin, PretrainViT):
                              PretrainBlockOps,
                              num_heads=self.arch_settings['num_heads'],
                              patch_size=self.patch_size,
-                             embed_dims=self.embed_dims)
+                             embed_dims=self.embed_dims,
+                             compile_blocks=compile_blocks)
 
     @property
     def pos_grid(self):
         return tuple(self.patch_resolution)
 
-    def _forward(self, inputs, ctx):
+    def _embed(self, inputs):
         B = inputs.shape[0]
         x, patch_resolution = self.patch_embed(inputs)
         if self.cls_token is not None:
@@ -52,17 +56,10 @@ class PromptedViT(PromptedBackboneMixin, PretrainViT):
         x = x + resize_pos_embed(
             self.pos_embed, self.patch_resolution, patch_resolution,
             mode=self.interpolate_mode, num_extra_tokens=self.num_extra_tokens)
-        x = self.pre_norm(self.drop_after_pos(x))
+        return self.pre_norm(self.drop_after_pos(x)), patch_resolution
 
-        outs = []
-        last = len(self.layers) - 1
+    def _final_norm(self, x):
+        return self.ln1(x) if self.final_norm else x
 
-        def on_output(i, x):
-            if i == last and self.final_norm:
-                x = self.ln1(x)
-            if i in self.out_indices:
-                outs.append(self._format_output(x, patch_resolution))
-            return x
-
-        self._run_blocks(x, ctx, on_output)
-        return tuple(outs)
+    def _format(self, x, patch_resolution):
+        return self._format_output(x, patch_resolution)

@@ -2,14 +2,10 @@
 inter-layer affinity of a frozen backbone and the greedy grouping of its
 blocks.
 
-* ``record_block_outputs`` runs a prompted host (``PromptedSegViT`` /
-  ``PromptedViT``) and hands every block's instance tokens to a callback.
-  The hosts call their layers through block-ops views, so forward hooks on
-  ``backbone.layers[i]`` never fire; the recorder wraps the host's
-  ``_run_blocks`` loop instead (its ``on_output`` callback sees the raw output
-  of every block, before any final norm).
-* ``block_descriptors`` turns them into one D-dim descriptor per image and
-  block (the CLS token, or the mean of the patch tokens).
+* ``block_descriptors`` reads every block's instance tokens of the frozen
+  host through its tap (``forward_intermediates``, before the final norm)
+  and turns them into one D-dim descriptor per image and block (the CLS
+  token, or the mean of the patch tokens).
 * ``AffinityMeter`` accumulates the per-image L2-normalised Gram matrices
   (mean and per-pair std over images) without keeping the descriptors.
 * ``greedy_hierarchy`` is the paper's greedy search; ``load_hierarchy`` reads
@@ -17,7 +13,6 @@ blocks.
 """
 import json
 import os.path as osp
-from contextlib import contextmanager
 from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
                     Tuple, Union)
 
@@ -26,49 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmship.core.features import block_tokens, check_prompted_host
+
 DESCRIPTORS = ('cls', 'mean_patch')
 HIERARCHY_TOOL = 'tools/analysis/ship_hierarchy.py'
-
-
-# -- running a frozen host ----------------------------------------------------
-def _check_host(backbone):
-    if not hasattr(backbone, '_run_blocks'):
-        raise TypeError(
-            f'{type(backbone).__name__} is not a prompted host: use '
-            f'PromptedSegViT or PromptedViT (same arguments and weights as '
-            f"the stock ViTs) as the config's backbone.")
-
-
-def num_extra_tokens(backbone) -> int:
-    """Leading non-patch tokens of the instance sequence inside the blocks."""
-    if getattr(backbone, 'host_format', None) == 'mmseg':
-        return int(backbone.with_cls_token)
-    return int(getattr(backbone, 'num_extra_tokens', 0))
-
-
-@contextmanager
-def record_block_outputs(backbone, fn: Callable[[int, Tensor], None]):
-    """Within the context, every forward of ``backbone`` calls ``fn(i, x)``
-    with the instance tokens ``x`` (B, N, D) output by block ``i`` (before
-    the host's final norm)."""
-    _check_host(backbone)
-    if '_run_blocks' in vars(backbone):
-        raise RuntimeError('record_block_outputs contexts cannot be nested.')
-    run_blocks = backbone._run_blocks
-
-    def recording_run_blocks(x, ctx, on_output):
-
-        def on_output_and_record(i, x):
-            fn(i, x)
-            return on_output(i, x)
-
-        return run_blocks(x, ctx, on_output_and_record)
-
-    backbone._run_blocks = recording_run_blocks
-    try:
-        yield
-    finally:
-        del backbone._run_blocks
 
 
 def reduce_tokens(x: Tensor, descriptor: str, extra: int) -> Tensor:
@@ -84,41 +40,17 @@ def reduce_tokens(x: Tensor, descriptor: str, extra: int) -> Tensor:
                      f'{DESCRIPTORS}.')
 
 
-@torch.no_grad()
 def block_descriptors(backbone, inputs: Tensor,
                       descriptor: str = 'cls') -> Tensor:
-    """Descriptors of every block output: (B, L, D), float32.
-
-    The backbone runs as it is (call it with ``prompter=None`` for the
-    frozen pretrained features)."""
-    extra = num_extra_tokens(backbone)
+    """Descriptors of every block output of the frozen host: (B, L, D),
+    float32."""
     if descriptor not in DESCRIPTORS:
         raise ValueError(f'Unknown descriptor {descriptor!r}; choose one of '
                          f'{DESCRIPTORS}.')
-    out: Dict[int, Tensor] = {}
-
-    def keep(i, x):
-        out[i] = reduce_tokens(x, descriptor, extra).float()
-
-    with record_block_outputs(backbone, keep):
-        backbone(inputs)
-    return torch.stack([out[i] for i in range(len(out))], dim=1)
-
-
-@torch.no_grad()
-def last_block_tokens(backbone, inputs: Tensor) -> Tensor:
-    """Instance tokens (B, N, D) output by the last block (before the final
-    norm), float32."""
-    out = {}
-    last = len(backbone.layers) - 1
-
-    def keep(i, x):
-        if i == last:
-            out['x'] = x.float()
-
-    with record_block_outputs(backbone, keep):
-        backbone(inputs)
-    return out['x']
+    check_prompted_host(backbone)
+    extra = backbone.num_extra_tokens
+    return torch.stack([reduce_tokens(x, descriptor, extra)
+                        for x in block_tokens(backbone, inputs)], dim=1)
 
 
 # -- affinity -----------------------------------------------------------------
@@ -343,8 +275,7 @@ def plot_affinity(affinity, starts: Sequence[int], path: str,
     plt.close(fig)
 
 
-__all__ = ['record_block_outputs', 'block_descriptors', 'last_block_tokens',
-           'image_affinity', 'AffinityMeter', 'compute_affinity',
+__all__ = ['block_descriptors', 'reduce_tokens', 'image_affinity', 'AffinityMeter', 'compute_affinity',
            'greedy_hierarchy', 'adjacent_affinities', 'threshold_for_groups',
            'hierarchy_warning', 'groups_of', 'load_hierarchy',
-           'resolve_starts', 'plot_affinity', 'num_extra_tokens']
+           'resolve_starts', 'plot_affinity']

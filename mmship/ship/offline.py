@@ -1,168 +1,31 @@
-"""What SHIP's offline steps share: the config's frozen pretrained backbone
-(no prompts), a deterministic sample of preprocessed training images, the
-hierarchy search and the K-means prototypes.
+"""SHIP's offline steps on the frozen-feature layer (``core/features.py``):
+the hierarchy search and the k-means prototypes.
 
 Used by ``tools/analysis/ship_hierarchy.py``,
 ``tools/analysis/ship_prototypes.py`` and, for configs that leave the
 hierarchy or the prototypes open, by ``tools/train.py`` at the start of
 training (``prepare_ship_offline`` / ``apply_ship_offline``).
 """
-import copy
 import json
 import logging
 import os
 import os.path as osp
-import random
-from functools import partial
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
 from mmengine.config import Config
 from torch import Tensor
 
-SCOPES = ('mmseg', 'mmpretrain')
-
-
-def config_scope(cfg: Config) -> str:
-    scope = cfg.get('default_scope')
-    if scope not in SCOPES:
-        raise ValueError(f'default_scope {scope!r} of the config is neither '
-                         f'of {SCOPES}: cannot tell whether it is an mmseg or '
-                         f'an mmpretrain config.')
-    return scope
-
-
-def _registries(scope: str):
-    if scope == 'mmseg':
-        from mmseg.registry import DATASETS, MODELS
-    else:
-        from mmpretrain.registry import DATASETS, MODELS
-    return MODELS, DATASETS
-
+from mmship.core.features import (block_tokens, build_frozen_model,
+                                  build_train_subset, config_scope,
+                                  default_device, preprocessed_batches,
+                                  seed_everything)
+from mmship.core.kmeans import cluster_means, spherical_kmeans
 
 def prompt_cfg(cfg: Config) -> dict:
     """The config's ``model.backbone.prompt`` (an empty dict if none)."""
     return dict(cfg.model.get('backbone', {}).get('prompt') or {})
-
-
-def seed_everything(seed: int):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_frozen_model(cfg: Config, device: str = 'cpu'):
-    """The config's model without prompts, pretrained weights loaded by
-    ``init_weights()``, in eval mode."""
-    from mmengine.logging import print_log
-    from mmengine.registry import init_default_scope
-    scope = config_scope(cfg)
-    init_default_scope(scope)
-    MODELS, _ = _registries(scope)
-    model_cfg = copy.deepcopy(cfg.model)
-    # as mmengine's Runner does: a top-level data_preprocessor is the model's
-    # unless the model names its own
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor',
-                             copy.deepcopy(cfg.data_preprocessor))
-    backbone = model_cfg.get('backbone')
-    if backbone is None:
-        raise ValueError('The config has no model.backbone.')
-    # The frozen pretrained features; also lets the tools run before the
-    # hierarchy / prototypes the prompter needs exist.
-    if 'prompt' in backbone:
-        backbone['prompt'] = None
-    if not backbone.get('init_cfg'):
-        print_log('model.backbone has no init_cfg: the backbone keeps its '
-                  'random init, so the result describes no pretrained '
-                  'model.', logger='current', level=30)
-    model = MODELS.build(model_cfg)
-    model.init_weights()
-    model.to(device).eval()
-    if not hasattr(model.backbone, '_run_blocks'):
-        raise TypeError(f'{type(model.backbone).__name__} is not a prompted '
-                        f'host: use PromptedSegViT / PromptedViT.')
-    return model
-
-
-def _leaf_dataset_cfg(ds_cfg: dict) -> dict:
-    """The innermost dataset config of wrappers (RepeatDataset, ...)."""
-    while 'pipeline' not in ds_cfg and isinstance(ds_cfg.get('dataset'),
-                                                  dict):
-        ds_cfg = ds_cfg['dataset']
-    return ds_cfg
-
-
-def build_train_subset(cfg: Config, num_images: int, seed: int,
-                       pipeline: str = 'train'):
-    """The training set (``train_dataloader.dataset``) with the train or the
-    test pipeline, and the indices of a seeded sample of ``num_images``
-    (all images if there are fewer), sorted."""
-    if pipeline not in ('train', 'test'):
-        raise ValueError(f"pipeline must be 'train' or 'test', got "
-                         f'{pipeline!r}.')
-    from mmengine.registry import init_default_scope
-    scope = config_scope(cfg)
-    init_default_scope(scope)
-    _, DATASETS = _registries(scope)
-    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
-    if pipeline == 'test':
-        src = cfg.get('test_dataloader') or cfg.get('val_dataloader')
-        if src is None:
-            raise ValueError('--pipeline test needs a test_dataloader or '
-                             'val_dataloader in the config.')
-        _leaf_dataset_cfg(ds_cfg)['pipeline'] = copy.deepcopy(
-            _leaf_dataset_cfg(copy.deepcopy(src.dataset))['pipeline'])
-    dataset = DATASETS.build(ds_cfg)
-    n = len(dataset)
-    if n == 0:
-        raise ValueError('The training set is empty.')
-    if num_images is None or num_images >= n:
-        indices = list(range(n))
-    else:
-        rng = np.random.default_rng(seed)
-        indices = sorted(int(i) for i in rng.choice(n, num_images,
-                                                    replace=False))
-    return dataset, indices
-
-
-def preprocessed_batches(model, dataset, indices: List[int],
-                         batch_size: int = 8, num_workers: int = 2,
-                         seed: int = 0, training_preprocess: bool = True,
-                         device: str = 'cpu',
-                         progress: Optional[str] = None) -> Iterator[Tensor]:
-    """Normalised image batches (B, 3, H, W) through the model's data
-    preprocessor.  ``training_preprocess``: pad/stack as in training (batch
-    augments such as mixup are switched off); else as in testing (all images
-    of a batch must have one size)."""
-    from mmengine.dataset import pseudo_collate, worker_init_fn
-    from torch.utils.data import DataLoader, Subset
-    seed_everything(seed)
-    loader = DataLoader(
-        Subset(dataset, indices), batch_size=batch_size, shuffle=False,
-        num_workers=num_workers, collate_fn=pseudo_collate,
-        worker_init_fn=partial(worker_init_fn, num_workers=num_workers,
-                               rank=0, seed=seed) if num_workers else None)
-    if progress:
-        from tqdm import tqdm
-        loader = tqdm(loader, desc=progress, unit='batch')
-    preprocessor = model.data_preprocessor
-    for batch in loader:
-        saved = getattr(preprocessor, 'batch_augments', None)
-        if saved is not None:
-            preprocessor.batch_augments = None
-        try:
-            with torch.no_grad():
-                data = preprocessor(batch, training_preprocess)
-        finally:
-            if saved is not None:
-                preprocessor.batch_augments = saved
-        yield data['inputs'].to(device)
-
-
-def default_device() -> str:
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
 def config_stem(path: str) -> str:
@@ -290,19 +153,26 @@ def describe_hierarchy(info: dict) -> str:
 PROTOTYPE_DESCRIPTORS = ('cls', 'mean_patch', 'patch')
 
 
-def kmeans(x: np.ndarray, k: int, seed: int, n_init: int = 4) -> np.ndarray:
-    """(K, D) centroids; refuses K larger than the number of points."""
+def check_k(k: int, num_points: int):
+    """Refuse K larger than the number of descriptors, before any work."""
     if k < 1:
         raise ValueError(f'--k must be at least 1, got {k}.')
-    if k > x.shape[0]:
+    if k > num_points:
         raise ValueError(
-            f'Asked for K={k} prototypes from only {x.shape[0]} descriptors: '
-            f'use --k <= {x.shape[0]}, more --num-images, or --descriptor '
+            f'Asked for K={k} prototypes from only {num_points} descriptors: '
+            f'use --k <= {num_points}, more --num-images, or --descriptor '
             f'patch.')
-    from sklearn.cluster import KMeans
-    km = KMeans(n_clusters=k, random_state=seed, n_init=n_init)
-    km.fit(x.astype(np.float64))
-    return km.cluster_centers_.astype(np.float32)
+
+
+def kmeans_prototypes(x: Tensor, k: int, seed: int, n_init: int = 4
+                      ) -> Tensor:
+    """(K, D) prototypes: spherical k-means clusters of the descriptors (AP
+    compares tokens with prototypes by cosine), each the mean of its
+    members, so prototypes keep the scale of the tokens they are mixed
+    into."""
+    check_k(k, x.shape[0])
+    assign, _ = spherical_kmeans(x, k, seed=seed, n_init=n_init)
+    return cluster_means(x, assign, k)
 
 
 def prototype_descriptors(tokens: Tensor, descriptor: str, extra: int,
@@ -342,22 +212,21 @@ def compute_prototypes(cfg: Config, config_path: str,
                        device: str = 'cpu', write: bool = True,
                        model=None) -> dict:
     """SHIP's attribute prototypes (docs/ship.md, "Attribute prompts"):
-    K-means over last-block descriptors of a seeded sample of training
+    spherical k-means over last-block descriptors of a seeded sample of training
     images of the frozen backbone.  Writes ``out`` (.pth dict with metadata,
     or .npy) unless ``write=False``; returns the metadata with
     ``prototypes`` (a (K, D) tensor), ``num_descriptors`` and ``path``."""
-    from .hierarchy import last_block_tokens, num_extra_tokens
     if descriptor not in PROTOTYPE_DESCRIPTORS:
         raise ValueError(f'descriptor {descriptor!r} is not one of '
                          f'{PROTOTYPE_DESCRIPTORS}.')
     scope = config_scope(cfg)
     seed_everything(seed)
     model = model if model is not None else build_frozen_model(cfg, device)
-    extra = num_extra_tokens(model.backbone)
+    extra = model.backbone.num_extra_tokens
     dataset, indices = build_train_subset(cfg, num_images, seed, pipeline)
-    if descriptor != 'patch' and k > len(indices):
+    if descriptor != 'patch':
         # one descriptor per image: refuse before running the backbone
-        kmeans(np.zeros((len(indices), 1)), k, seed)
+        check_k(k, len(indices))
     if pipeline == 'test' and scope == 'mmseg':
         batch_size = 1
     batches = preprocessed_batches(
@@ -368,11 +237,11 @@ def compute_prototypes(cfg: Config, config_path: str,
     gen = torch.Generator().manual_seed(seed)
     feats = []
     for inputs in batches:
-        tokens = last_block_tokens(model.backbone, inputs)
+        tokens, = block_tokens(model.backbone, inputs, indices=[-1])
         feats.append(prototype_descriptors(tokens, descriptor, extra,
                                            patches_per_image, gen).cpu())
-    x = torch.cat(feats).numpy()
-    centers = torch.from_numpy(kmeans(x, k, seed, n_init))
+    x = torch.cat(feats)
+    centers = kmeans_prototypes(x, k, seed, n_init)
     out = out or prototypes_path(cfg, config_path, k)
     meta = dict(descriptor=descriptor, num_images=len(indices),
                 num_descriptors=int(x.shape[0]), k=k, seed=seed,
@@ -442,7 +311,7 @@ def _compute_offline(cfg: Config, config_path: str, work_dir: str,
     from mmengine.logging import print_log
 
     from .hierarchy import load_hierarchy
-    from .prompter import load_prototypes
+    from .method import load_prototypes
     summary = []
 
     def log(msg, level=logging.INFO):
@@ -586,7 +455,7 @@ def apply_ship_offline(model, result: Optional[dict], logger=None) -> None:
         return
     from mmengine.model import is_model_wrapper
 
-    from .prompter import SHIPPrompter
+    from .method import SHIPPrompter
     if is_model_wrapper(model):
         model = model.module
     prompters = [m for m in model.modules() if isinstance(m, SHIPPrompter)]

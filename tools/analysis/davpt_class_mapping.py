@@ -55,8 +55,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import torch
-    from mmengine.dataset import pseudo_collate
-    from mmengine.registry import DATASETS, FUNCTIONS
+    from mmengine.registry import DATASETS
     from mmengine.runner import load_checkpoint
 
     from mmship.davpt.hooks import davpt_prompter
@@ -86,24 +85,17 @@ def main(argv=None):
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model.to(device)
 
-    loader_cfg = cfg.train_dataloader
-    dataset_cfg = loader_cfg.dataset.copy()
+    dataset_cfg = cfg.train_dataloader.dataset.copy()
     if args.test_pipeline:
         dataset_cfg['pipeline'] = cfg.test_dataloader.dataset.pipeline
     dataset = DATASETS.build(dataset_cfg)
-    collate_cfg = dict(loader_cfg.get('collate_fn', dict(type='pseudo_collate')))
-    collate = FUNCTIONS.get(collate_cfg.pop('type')) or pseudo_collate
-    if collate_cfg:
-        from functools import partial
-        collate = partial(collate, **collate_cfg)
-
     norm = args.class_mean_norm
     if norm is None:
         hooks = [h for h in cfg.get('custom_hooks', [])
                  if str(h.get('type', '')).endswith('DAVPTMappingHook')]
         norm = hooks[0].get('class_mean_norm', 'l2') if hooks else 'l2'
     result = compute_class_mapping(
-        model, dataset, collate, images_per_class=args.images_per_class,
+        model, dataset, images_per_class=args.images_per_class,
         max_images=args.max_images, batch_size=args.batch_size,
         num_workers=args.num_workers, with_prompts=args.with_prompts,
         seed=args.seed, class_mean_norm=norm)

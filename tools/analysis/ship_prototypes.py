@@ -1,5 +1,5 @@
-"""SHIP's attribute prototypes (docs/ship.md, "Attribute prompts"): K-means
-centroids of last-block features of a seeded sample of training images, from
+"""SHIP's attribute prototypes (docs/ship.md, "Attribute prompts"): the
+means of the spherical k-means clusters of last-block features of a seeded sample of training images, from
 the config's frozen pretrained backbone (no prompts).
 
 The (K, D) matrix is written to --out (default: the config's
@@ -21,10 +21,10 @@ import argparse
 from mmengine.config import Config, DictAction
 
 from mmship.ship.offline import (PROTOTYPE_DESCRIPTORS, compute_prototypes,
-                                 default_device, kmeans, resolve_options)
+                                 default_device, resolve_options)
 
 DESCRIPTORS = PROTOTYPE_DESCRIPTORS
-__all__ = ['main', 'kmeans']
+__all__ = ['main']
 
 
 def parse_args(argv=None):
@@ -41,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument('--out', default=None)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--n-init', type=int, default=4,
-                   help='K-means restarts (best inertia kept)')
+                   help='k-means++ restarts (the one with the highest '
+                   'total cosine is kept)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--num-workers', type=int, default=2)
     p.add_argument('--pipeline', choices=('train', 'test'), default=None,
@@ -70,7 +71,7 @@ def main(argv=None):
         num_workers=args.num_workers, pipeline=args.pipeline,
         device=args.device or default_device())
     out = info['path']
-    print(f'\nK-means K={args.k} over {info["num_descriptors"]} '
+    print(f'\nspherical k-means K={args.k} over {info["num_descriptors"]} '
           f'{args.descriptor!r} descriptors of {info["num_images"]} images '
           f'-> {out} {tuple(info["prototypes"].shape)}')
     print(f'\nConfig snippet:\nmodel.backbone.prompt.prototypes={out!r}')

@@ -38,14 +38,17 @@ def recording(backbone, prompts: bool = True):
     """Record every block's CLS attention over the patches (B, N) and the
     patches AP selects, in one forward; ``prompts=False`` runs the frozen
     backbone with the prompter removed."""
-    import mmship.core.engine as engine
-    import mmship.ship.prompter as ship
+    import dataclasses
+
+    import mmship.core.backbone as engine
+    import mmship.ship.method as ship
     rec = dict(attention=[], ap=[])
     block_fn, top_fn = engine.prompted_block, ship.top_patch_indices
     prompter = backbone.prompter
 
-    def block(ops, x, prompts_, attention, need_cls_attn=False, *args):
-        out = block_fn(ops, x, prompts_, attention, True, *args)
+    def block(ops, x, plan, compiled=False):
+        spec = dataclasses.replace(plan.spec, record_cls_attention=True)
+        out = block_fn(ops, x, dataclasses.replace(plan, spec=spec))
         rec['attention'].append(out[2])
         return out
 

@@ -1,12 +1,15 @@
-"""Training-step and inference time of prompted backbones, as ratios to the
-same frozen backbone without prompts, measured in one process.
+"""Training-step and inference time of the tuning methods, as ratios measured
+in one process: to a frozen timm ViT (the reference) and to mmship's own
+method-free backbone run the same way (eager, or ``compile_blocks``).
 
-    python tools/benchmark/speed.py                # ViT-B/16, GPU, bf16
-    python tools/benchmark/speed.py --device cpu --tiny --iters 3   # smoke
+    python tools/benchmark/speed.py                     # ViT-B/16, GPU, bf16
+    python tools/benchmark/speed.py --compile           # + compiled blocks
+    python tools/benchmark/speed.py --device cpu --tiny --iters 2   # smoke
 
 Training step = forward + backward to the input image (the frozen baseline
-also back-propagates through every block, as prompts at block 0 need), under
-bf16 autocast.  Inference = forward in eval mode under no_grad.
+also back-propagates through every block, as prompts at block 0 need),
+under bf16 autocast on the GPU.  Inference = forward in eval mode under
+no_grad.  Memory = the peak one training step adds to what is resident.
 """
 import argparse
 import time
@@ -18,43 +21,58 @@ from mmship.models import PromptedSegViT, PromptedViT
 
 ViT_B = dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4)
 TINY = dict(embed_dims=64, num_layers=4, num_heads=2, mlp_ratio=2)
+FROZEN = 'frozen (no method)'
 
 
-def methods(num_layers, dims):
+def methods(dims) -> dict:
+    """Row name -> the backbone's ``prompt`` config."""
+    num_layers = dims['num_layers']
     step = max(1, num_layers // 6)
     starts = list(range(0, num_layers, step))[:6]
     protos = torch.randn(200, dims['embed_dims'])
     return {
-        'frozen (no prompts)': None,
-        'VPT-shallow 50': dict(type='Prompter', placements=[
-            dict(kind='shallow', num_tokens=50)]),
-        'VPT-deep 50': dict(type='Prompter', placements=[
-            dict(kind='deep', num_tokens=50)]),
+        FROZEN: None,
         'VPT-deep 10': dict(type='Prompter', placements=[
             dict(kind='deep', num_tokens=10)]),
-        'SHIP K=10 (6 groups, SSP10, AP10, DA, PML)': dict(
+        'VPT-deep 50': dict(type='Prompter', placements=[
+            dict(kind='deep', num_tokens=50)]),
+        'SHIP K=10 (6 groups, SSP 10, AP 10, DA, PML)': dict(
             type='SHIPPrompter', starts=starts, num_tokens=10,
             prototypes=protos),
         'SHIP K=50': dict(type='SHIPPrompter', starts=starts, num_tokens=50,
                           prototypes=protos),
-        'DA-VPT (10, proxies 10)': dict(type='DAVPTPrompter', num_tokens=10,
+        'DA-VPT (10, 10 proxies)': dict(type='DAVPTPrompter', num_tokens=10,
                                         num_classes=10),
-        'DA-VPT+ (k/v bias)': dict(type='DAVPTPrompter', num_tokens=10,
-                                   num_classes=10, bias_tuning=['k', 'v']),
+        'DA-VPT+ (paper preset, b_V)': dict(
+            type='DAVPTPrompter', num_tokens=10, num_classes=10,
+            plus='paper'),
+        'LoRA r=8 (q, v)': dict(type='LoRA', rank=8),
     }
 
 
-def build(task, dims, prompt, img):
+def build(task, dims, prompt, img, compile_blocks):
     if task == 'seg':
         return PromptedSegViT(img_size=img, patch_size=16, out_indices=(
             dims['num_layers'] // 4 - 1, dims['num_layers'] // 2 - 1,
             3 * dims['num_layers'] // 4 - 1, dims['num_layers'] - 1),
-            prompt=prompt, **dims)
+            prompt=prompt, compile_blocks=compile_blocks, **dims)
     arch = dict(embed_dims=dims['embed_dims'], num_layers=dims['num_layers'],
                 num_heads=dims['num_heads'],
                 feedforward_channels=dims['embed_dims'] * dims['mlp_ratio'])
     return PromptedViT(arch=arch, img_size=img, patch_size=16,
-                       out_type='cls_token', prompt=prompt)
+                       out_type='cls_token', prompt=prompt,
+                       compile_blocks=compile_blocks)
+
+
+def build_timm(dims, img):
+    """The reference: timm's ViT with the same widths, frozen."""
+    from timm.models.vision_transformer import VisionTransformer
+    model = VisionTransformer(
+        img_size=img, patch_size=16, embed_dim=dims['embed_dims'],
+        depth=dims['num_layers'], num_heads=dims['num_heads'],
+        mlp_ratio=dims['mlp_ratio'], num_classes=0)
+    model.requires_grad_(False)
+    return model
 
 
 def sync(device):
@@ -67,14 +85,17 @@ def step_fns(model, batch, img, device, targets):
     x = torch.randn(batch, 3, img, img, device=device, requires_grad=True)
     dtype = torch.bfloat16 if device == 'cuda' else torch.float32
 
+    def outputs(m):
+        out = m(x) if targets is None else m.forward_with_losses(x, targets)
+        feats, losses = (out, {}) if targets is None else out
+        feats = feats if isinstance(feats, (tuple, list)) else [feats]
+        return feats, losses
+
     def train_step():
         model.train()
         with torch.autocast(device, dtype=dtype, enabled=device == 'cuda'):
-            if targets is None:
-                outs, losses = model(x), {}
-            else:
-                outs, losses = model.forward_with_losses(x, targets)
-            loss = sum(o.float().mean() for o in outs) + \
+            feats, losses = outputs(model)
+            loss = sum(o.float().mean() for o in feats) + \
                 sum(losses.values(), torch.zeros((), device=device))
         loss.backward()
         x.grad = None
@@ -122,68 +143,104 @@ def fake_targets(task, batch, img, device, num_classes=10):
                                       device=device))
 
 
+def measure(runs, args):
+    """Rounds interleave the rows so that no row is favoured by clocks,
+    caches or allocator state; each keeps its best round."""
+    for _ in range(args.rounds):
+        for run in runs.values():
+            run['t_train'] = min(run['t_train'], time_once(
+                run['train'], args.iters, args.device))
+            run['t_infer'] = min(run['t_infer'], time_once(
+                run['infer'], args.iters, args.device))
+
+
+def print_table(runs, reference):
+    """``reference``: the key of the row every ratio's first column is to."""
+    ref, label = runs[reference], reference[0]
+    print(f'| method | blocks | train step (ms) | x {label} | '
+          f'x {FROZEN} (same blocks) | inference (ms) | x {label} | '
+          f'x {FROZEN} (same blocks) | step memory (GiB) | x {FROZEN} |')
+    print('| --- ' * 10 + '|')
+    for (name, mode), run in runs.items():
+        if mode == 'timm':
+            base = run
+        else:
+            base = runs[(FROZEN, mode)]
+        print(f'| {name} | {mode} | {run["t_train"] * 1e3:.1f} | '
+              f'{run["t_train"] / ref["t_train"]:.3f} | '
+              f'{run["t_train"] / base["t_train"]:.3f} | '
+              f'{run["t_infer"] * 1e3:.1f} | '
+              f'{run["t_infer"] / ref["t_infer"]:.3f} | '
+              f'{run["t_infer"] / base["t_infer"]:.3f} | '
+              f'{run["mem"]:.2f} | {run["mem"] / base["mem"]:.3f} |',
+              flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--device', default='cuda' if torch.cuda.is_available()
                    else 'cpu')
     p.add_argument('--tiny', action='store_true', help='tiny ViT (smoke)')
     p.add_argument('--iters', type=int, default=20)
-    p.add_argument('--tasks', nargs='+', default=['seg', 'cls'])
+    p.add_argument('--tasks', nargs='+', default=['cls'],
+                   choices=['cls', 'seg'],
+                   help='cls: 224 px ViT; seg: the backbone at 512 px')
     p.add_argument('--seg-batch', type=int, default=8)
-    p.add_argument('--cls-batch', type=int, nargs='+', default=[64])
+    p.add_argument('--cls-batch', type=int, nargs='+', default=[64, 256])
+    p.add_argument('--compile', action='store_true',
+                   help='also every row with compile_blocks=True')
+    p.add_argument('--methods', nargs='+',
+                   help='row names to run (default all)')
     p.add_argument('--warmup', type=int, default=10)
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--profile', nargs='*', default=[],
-                   help='method names to profile after timing')
+                   help='row names to profile (eager) after timing')
     args = p.parse_args()
     dims = TINY if args.tiny else ViT_B
     settings = [('seg', args.seg_batch, 512)] + \
         [('cls', b, 224) for b in args.cls_batch]
     if args.tiny:
         settings = [('seg', 2, 64), ('cls', 4, 64)]
-    print(f'device: {torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}'
-          f', torch {torch.__version__}, dims {dims}')
+    device_name = torch.cuda.get_device_name() \
+        if args.device == 'cuda' else 'cpu'
+    print(f'device: {device_name}, torch {torch.__version__}, dims {dims}')
+    modes = ['eager'] + (['compiled'] if args.compile else [])
+    rows = methods(dims)
+    if args.methods:
+        unknown = sorted(set(args.methods) - set(rows))
+        if unknown:
+            p.error(f'unknown --methods {unknown}; rows: {sorted(rows)}')
+        rows = {n: c for n, c in rows.items()
+                if n in args.methods or n == FROZEN}
     for task, batch, img in settings:
         if task not in args.tasks:
             continue
         print(f'\n## {task}: batch {batch}, {img}x{img}, '
               f'{(img // 16) ** 2 + 1} instance tokens')
         runs = {}
-        for name, prompt in methods(dims['num_layers'], dims).items():
-            try:
-                model = build(task, dims, prompt, img).to(args.device)
-            except (KeyError, TypeError, ValueError) as exc:
-                print(f'{name}: not available ({exc})')
-                continue
-            needs = getattr(model.prompter, 'needs_targets', False)
+        reference = None
+        if task == 'cls':
+            reference = 'timm ViT, frozen'
+            runs[(reference, 'timm')] = build_timm(dims, img)
+        for mode in modes:
+            for name, prompt in rows.items():
+                runs[(name, mode)] = build(task, dims, prompt, img,
+                                           mode == 'compiled')
+        for key, model in list(runs.items()):
+            model = model.to(args.device)
+            method = getattr(model, 'prompter', None)
             targets = fake_targets(task, batch, img, args.device) \
-                if needs else None
+                if method is not None and method.needs_targets else None
             train, infer = step_fns(model, batch, img, args.device, targets)
             for _ in range(args.warmup):
                 train()
                 infer()
-            mem = step_memory(train, args.device)
-            runs[name] = dict(train=train, infer=infer, mem=mem,
-                              t_train=float('inf'), t_infer=float('inf'))
-        # Rounds interleave the methods so that no method is favoured by
-        # clocks, caches or allocator state; each keeps its best round.
-        for _ in range(args.rounds):
-            for run in runs.values():
-                run['t_train'] = min(run['t_train'], time_once(
-                    run['train'], args.iters, args.device))
-                run['t_infer'] = min(run['t_infer'], time_once(
-                    run['infer'], args.iters, args.device))
-        base = runs['frozen (no prompts)']
-        print('| method | train step (ms) | x frozen | inference (ms) | '
-              'x frozen | train step memory (GiB) | x frozen |')
-        print('| --- | --- | --- | --- | --- | --- | --- |')
-        for name, run in runs.items():
-            print(f'| {name} | {run["t_train"] * 1e3:.1f} | '
-                  f'{run["t_train"] / base["t_train"]:.3f} | '
-                  f'{run["t_infer"] * 1e3:.1f} | '
-                  f'{run["t_infer"] / base["t_infer"]:.3f} | '
-                  f'{run["mem"]:.2f} | {run["mem"] / base["mem"]:.3f} |',
-                  flush=True)
+            runs[key] = dict(train=train, infer=infer, model=model,
+                             mem=step_memory(train, args.device),
+                             t_train=float('inf'), t_infer=float('inf'))
+        measure(runs, args)
+        print_table(runs, (reference, 'timm') if reference else
+                    (FROZEN, 'eager'))
         if args.profile:
             profile(runs, args.profile, args.device)
         runs.clear()
@@ -196,15 +253,15 @@ def profile(runs, names, device):
     for name in names:
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
                                          if device == 'cuda' else [])
-        for step in ('train', 'infer'):
-            with torch_profile(activities=acts) as prof:
-                for _ in range(5):
-                    runs[name][step]()
-                sync(device)
-            key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
-            print(f'\n### profile ({step}, 5 calls): {name}')
-            print(prof.key_averages().table(sort_by=key, row_limit=30,
-                                            max_name_column_width=40))
+        run = runs[(name, 'eager')]
+        with torch_profile(activities=acts) as prof:
+            for _ in range(5):
+                run['train']()
+            sync(device)
+        key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
+        print(f'\n### profile (train, 5 calls): {name}')
+        print(prof.key_averages().table(sort_by=key, row_limit=25,
+                                        max_name_column_width=40))
 
 
 if __name__ == '__main__':

@@ -28,14 +28,14 @@ bias, LN2 bias, LN1 weight and bias, CLS token.  b_K is in neither: a bias
 added to every key shifts all logits of a query by the same constant, which
 softmax ignores, so b_K gets zero gradient and changes nothing.
 """
-from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from mmship.core.prompter import Prompter, PromptContext
-from mmship.registry import MODELS, PROMPTERS
+from mmship.core.method import BlockResult, PromptContext
+from mmship.core.prompter import Prompter
+from mmship.registry import MODELS, METHODS
 from .features import seg_class_features
 from .losses import class_sets_to_pos_mask, labels_to_pos_mask
 
@@ -55,7 +55,7 @@ PLUS_PRESETS = {
 BLOCK_REDUCTIONS = ('mean', 'sum')
 
 
-@PROMPTERS.register_module()
+@METHODS.register_module()
 class DAVPTPrompter(Prompter):
     """Distribution-aware prompts.
 
@@ -180,6 +180,7 @@ class DAVPTPrompter(Prompter):
                              f"bias, each of 'q', 'k', 'v' at most once; got "
                              f"{list(bias_tuning)}.")
         self.bias_tuning = [p for p in QKV if p in parts]
+        self.delta_targets = ('qkv.bias', ) if self.bias_tuning else ()
         if bias_blocks is not None and not self.bias_tuning:
             raise ValueError('bias_blocks is set but no qkv bias is tuned.')
         blocks = range(num_layers) if bias_blocks is None else \
@@ -197,8 +198,9 @@ class DAVPTPrompter(Prompter):
         self.register_buffer('class_to_proxy', mapping)
         self.register_buffer('proxy_centroids',
                              torch.zeros(self.num_proxies, embed_dims))
-        self._disabled = False
-        self._capture: Optional[dict] = None
+        # whether every class had a proxy when last checked: the check reads
+        # the buffer on the host, so it runs once, not every step
+        self._mapping_checked = False
 
     # -- set-up ------------------------------------------------------------------
     def _normalise_blocks(self, blocks: Sequence[int], what: str) -> List[int]:
@@ -235,6 +237,7 @@ class DAVPTPrompter(Prompter):
             raise ValueError(f'Mapping entries must lie in 0..'
                              f'{self.num_proxies - 1}.')
         self.class_to_proxy.copy_(mapping.to(self.class_to_proxy.device))
+        self._mapping_checked = False
         if centroids is not None:
             self.proxy_centroids.copy_(
                 torch.as_tensor(centroids).to(self.proxy_centroids))
@@ -244,28 +247,14 @@ class DAVPTPrompter(Prompter):
         return self.sources[self._proxy_source[block]].tokens[
             0, :self.num_proxies]
 
-    @contextmanager
-    def capture_final_tokens(self, with_prompts: bool = True):
-        """Record the instance tokens leaving the last block (before the
-        host's final norm) during the forward passes inside; prompts and
-        bias deltas are switched off unless ``with_prompts``."""
-        store: Dict[str, Tensor] = {}
-        self._capture, self._disabled = store, not with_prompts
-        try:
-            yield store
-        finally:
-            self._capture, self._disabled = None, False
+    # -- the plan ------------------------------------------------------------------
+    def records_cls_query(self, block: int, training: bool) -> bool:
+        return training and self.cls_loss is not None and \
+            block in self._proxy_source
 
-    # -- engine hooks -------------------------------------------------------------
-    def block_prompts(self, block: int, ctx: PromptContext, x: Tensor,
-                      carried: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        if self._disabled:
+    def block_deltas(self, block: int) -> Dict[str, Tensor]:
+        if str(block) not in self.bias_deltas:
             return {}
-        return super().block_prompts(block, ctx, x, carried)
-
-    def qkv_bias_delta(self, block: int) -> Optional[Tensor]:
-        if self._disabled or str(block) not in self.bias_deltas:
-            return None
         delta = self.bias_deltas[str(block)]
         pieces = []
         for part in QKV:
@@ -273,35 +262,38 @@ class DAVPTPrompter(Prompter):
                 pieces.append(delta[self.bias_tuning.index(part)])
             else:
                 pieces.append(delta.new_zeros(self.embed_dims))
-        return torch.cat(pieces)
+        return {'qkv.bias': torch.cat(pieces)}
 
-    def after_block(self, block: int, ctx: PromptContext, ops, x_in: Tensor,
-                    prompts_in: Dict[str, Tensor], x_out: Tensor,
-                    prompts_out: Dict[str, Tensor]):
-        if self._capture is not None and block == self.num_layers - 1:
-            self._capture['tokens'] = x_out
-        if self._disabled or not ctx.training or \
-                block not in self._proxy_source:
+    def after_block(self, block: int, ctx: PromptContext,
+                    result: BlockResult):
+        if not ctx.training or block not in self._proxy_source:
             return
         if self.patch_loss is None and self.cls_loss is None:
             return
         targets = self._check_targets(ctx)
+        self._check_mapping()
+        proxies = self.proxies(block)
+        if self.patch_loss is not None:
+            x, pos = self._patch_features(result.x_in[:, 1:], targets)
+            self._add_loss(ctx, 'patch', block,
+                           self.patch_loss(x, proxies, pos))
+        if self.cls_loss is not None:
+            self._add_loss(ctx, 'cls', block, self.cls_loss(
+                result.cls_query, proxies, self._cls_positives(targets)))
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._mapping_checked = False   # a checkpoint brings its own mapping
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def _check_mapping(self):
+        if self._mapping_checked:
+            return
         if not self.mapping_ready:
             raise RuntimeError(
                 f'DA-VPT has {self.num_classes} classes for {self.num_proxies} '
                 f'proxies, and no class-to-prompt mapping was computed or '
                 f'loaded: add dict(type="DAVPTMappingHook") to custom_hooks.')
-        proxies = self.proxies(block)
-        if self.patch_loss is not None:
-            x, pos = self._patch_features(x_in[:, 1:], targets)
-            self._add_loss(ctx, 'patch', block,
-                           self.patch_loss(x, proxies, pos))
-        if self.cls_loss is not None:
-            q, _, _ = ops.qkv(ops.norm1(x_in[:, :1]),
-                              self.qkv_bias_delta(block))
-            q_cls = q.transpose(1, 2).reshape(q.shape[0], -1)   # (B, D)
-            self._add_loss(ctx, 'cls', block, self.cls_loss(
-                q_cls, proxies, self._cls_positives(targets)))
+        self._mapping_checked = True
 
     def _add_loss(self, ctx: PromptContext, kind: str, block: int,
                   loss: Tensor):

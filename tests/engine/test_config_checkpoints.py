@@ -16,7 +16,7 @@ from mmengine.registry import init_default_scope
 import mmship.core.checkpoint as ckpt_module
 from conftest import experiment_configs
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = [osp.join(ROOT, p) for p in experiment_configs()]
 _STATES = {}
 

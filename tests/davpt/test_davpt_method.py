@@ -42,11 +42,10 @@ class Recorder:
         self.block = block
         original = prompter.after_block
 
-        def after_block(b, ctx, ops, x_in, *args):
+        def after_block(b, ctx, result):
             if b == block:
-                self.x_in = x_in
-                self.ops = ops
-            return original(b, ctx, ops, x_in, *args)
+                self.x_in = result.x_in
+            return original(b, ctx, result)
 
         prompter.after_block = after_block
 
@@ -240,12 +239,12 @@ def test_bias_delta_layout_and_effect():
     assert set(dict(p.bias_deltas.named_parameters())) == {'0', '1', '2', '3'}
     img = torch.randn(2, 3, 32, 32)
     ref = bb(img)[0]
-    delta = p.qkv_bias_delta(1)
+    delta = p.block_deltas(1)['qkv.bias']
     assert delta.shape == (3 * D, ) and delta.abs().sum() == 0
     with torch.no_grad():
         p.bias_deltas['1'][0].fill_(0.5)      # k
         p.bias_deltas['1'][1].fill_(-0.25)    # v
-    delta = p.qkv_bias_delta(1)
+    delta = p.block_deltas(1)['qkv.bias']
     assert delta[:D].abs().sum() == 0          # q: fixed zeros
     assert torch.all(delta[D:2 * D] == 0.5) and torch.all(delta[2 * D:] ==
                                                           -0.25)
@@ -253,7 +252,7 @@ def test_bias_delta_layout_and_effect():
     # the q part is not a parameter
     assert sum(t.numel() for t in p.bias_deltas.parameters()) == 4 * 2 * D
     assert cls_backbone(bias_tuning=['v'], bias_blocks=[2]).prompter \
-        .qkv_bias_delta(1) is None
+        .block_deltas(1) == {}
 
 
 def test_key_bias_delta_gets_no_gradient_through_softmax():

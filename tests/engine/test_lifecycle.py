@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_tool
-from test_tools import short_run
+from runs import short_run
 
 TESTS = osp.join(REPO, 'tests')
 ENV = dict(PYTHONPATH=os.pathsep.join([REPO, TESTS]))

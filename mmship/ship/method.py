@@ -26,10 +26,11 @@ from torch import Tensor
 
 from mmship.core.attention import (PromptAttention, gather_tokens,
                                    top_patch_indices)
-from mmship.core.prompter import Prompter, PromptContext
+from mmship.core.method import BlockResult, PromptContext
+from mmship.core.prompter import Prompter
 from mmship.core.prompts import (Carry, Insert, LearnablePrompts,
                                  check_group_starts)
-from mmship.registry import PROMPTERS
+from mmship.registry import METHODS
 from .hierarchy import HIERARCHY_TOOL, resolve_starts
 
 PROTOTYPES_TOOL = 'tools/analysis/ship_prototypes.py'
@@ -123,7 +124,7 @@ def _missing_file(source) -> bool:
     return isinstance(source, str) and not osp.isfile(source)
 
 
-@PROMPTERS.register_module()
+@METHODS.register_module()
 class SHIPPrompter(Prompter):
     """SHIP prompts on a frozen ViT.
 
@@ -215,6 +216,7 @@ class SHIPPrompter(Prompter):
         self.sip, self.ssp, self.ap, self.pml = sip, ssp, ap, pml
         # AP and PML rank patches by CLS attention.
         self.requires_cls_token = ap or pml
+        self.cls_token_reason = 'ranks patches by CLS attention (AP, PML)'
         if prompt_update not in PromptAttention.PROMPT_UPDATES:
             raise ValueError(f'prompt_update must be one of '
                              f'{PromptAttention.PROMPT_UPDATES}, got '
@@ -440,12 +442,8 @@ class SHIPPrompter(Prompter):
                 continue
             source = self.sources[step.source]
             if isinstance(source, AttributePrompts):
-                if ctx.cls_attn is None:
-                    raise RuntimeError(
-                        f'AP at block {block} needs the CLS attention of '
-                        f'block {block - 1}, which was not recorded.')
                 self._check_prototypes()
-                tokens = source(x, ctx.cls_attn, self.prototypes)
+                tokens = source(x, ctx.memo['cls_attn'], self.prototypes)
             else:
                 tokens = source(ctx)
             prompts[step.source] = tokens.to(x.dtype)
@@ -456,27 +454,27 @@ class SHIPPrompter(Prompter):
             return self.attention
         return self.outside_attention
 
-    def needs_cls_attention(self, block: int) -> bool:
+    def records_cls_attention(self, block: int, training: bool) -> bool:
+        return block + 1 in self.ap_starts or self._matches(block, training)
+
+    def reads_prompt_outputs(self, block: int, training: bool) -> bool:
+        return self._matches(block, training)
+
+    def _matches(self, block: int, training: bool) -> bool:
+        """Whether PML matches the prompt outputs of ``block``."""
+        return block == self.pml_block and training
+
+    def after_block(self, block: int, ctx: PromptContext,
+                    result: BlockResult):
         if block + 1 in self.ap_starts:
-            return True
-        return self.pml_block == block and self.training
-
-    def needs_prompt_outputs(self, block: int) -> bool:
-        return block == self.pml_block and self.training
-
-    def after_block(self, block: int, ctx: PromptContext, ops, x_in: Tensor,
-                    prompts_in: Dict[str, Tensor], x_out: Tensor,
-                    prompts_out: Dict[str, Tensor]):
-        if block != self.pml_block or not (ctx.training and self.training):
+            ctx.memo['cls_attn'] = result.cls_attn
+        if not self._matches(block, ctx.training):
             return
-        if ctx.cls_attn is None:
-            raise RuntimeError(f'PML at block {block} needs its CLS '
-                               f'attention, which was not recorded.')
-        idx = top_patch_indices(ctx.cls_attn, self.pml_tokens)
-        patches = gather_tokens(x_out, idx)
+        idx = top_patch_indices(result.cls_attn, self.pml_tokens)
+        patches = gather_tokens(result.x_out, idx)
         if self.pml_detach_patches:
             patches = patches.detach()
-        prompts = torch.cat(list(prompts_out.values()), dim=1)
+        prompts = torch.cat(list(result.prompts_out.values()), dim=1)
         ctx.losses['loss_pml'] = self.lambda_m * prompt_matching_loss(
             prompts, patches)
 

@@ -15,10 +15,10 @@ from mmengine.logging import MessageHub
 from torch.utils.data import DataLoader
 
 from mmship.davpt import (DAVPTMappingHook, class_patch_weights,
-                          cluster_classes, compute_class_means, cosine_kmeans,
+                          cluster_classes, compute_class_means,
                           pool_class_features, seg_class_features)
-from mmship.davpt.mapping import (check_dataset_labels, final_tokens,
-                                  kmeans_input, load_mapping)
+from mmship.davpt.mapping import (check_dataset_labels, kmeans_input,
+                                  load_mapping)
 from mmship.registry import HOOKS
 from tiny import PRETRAIN_ARGS, SEG_ARGS
 
@@ -39,25 +39,6 @@ def _partition(mapping):
     for c, k in enumerate(mapping.tolist()):
         groups.setdefault(k, set()).add(c)
     return sorted(map(sorted, groups.values()))
-
-
-def test_kmeans_recovers_tight_pairs_deterministically():
-    means = _pairs()
-    assign, cent = cosine_kmeans(means, 3, seed=0)
-    assert _partition(assign) == [[0, 1], [2, 3], [4, 5]]
-    assert cent.shape == (3, 8)
-    torch.testing.assert_close(cent.norm(dim=1), torch.ones(3))
-    again, _ = cosine_kmeans(means, 3, seed=0)
-    assert torch.equal(assign, again)
-
-
-def test_kmeans_never_leaves_a_cluster_empty():
-    # 10 identical points and 1 outlier into 4 clusters
-    x = torch.cat([torch.ones(10, 4), -torch.ones(1, 4)])
-    assign, _ = cosine_kmeans(x, 4)
-    assert torch.bincount(assign, minlength=4).min() >= 1
-    with pytest.raises(ValueError, match='1 <= k <= N'):
-        cosine_kmeans(x, 12)
 
 
 def test_identity_mapping_when_classes_fit_the_proxies():
@@ -219,7 +200,7 @@ def _classifier(num_classes=6, num_proxies=3):
 def test_class_means_of_a_classifier():
     model = _classifier()
     data = ColourDataset(per_class=4)
-    means, counts = compute_class_means(model, data, pseudo_collate, 6,
+    means, counts = compute_class_means(model, data, 6,
                                         images_per_class=3, batch_size=5,
                                         progress=False)
     assert counts.tolist() == [3] * 6 and means.shape == (6, D)
@@ -267,15 +248,16 @@ def test_class_mean_norm_decides_whether_image_features_are_unit():
     model = _classifier()
     data = ColourDataset(per_class=2)
     kw = dict(images_per_class=2, batch_size=12, progress=False)
-    unit, _ = compute_class_means(model, data, pseudo_collate, 6, **kw)
-    raw, _ = compute_class_means(model, data, pseudo_collate, 6,
+    unit, _ = compute_class_means(model, data, 6, **kw)
+    raw, _ = compute_class_means(model, data, 6,
                                  class_mean_norm='layer', **kw)
     batch = pseudo_collate([data[i] for i in range(len(data))])
     inputs = model.data_preprocessor(batch, False)['inputs']
     was = model.training
     model.eval()
     with torch.no_grad():
-        cls = final_tokens(model, inputs, with_prompts=False)[:, 0]
+        cls = model.backbone.forward_intermediates(
+            inputs, [-1], norm=True, with_method=False)[0][:, 0]
     model.train(was)
     labels = torch.tensor(data.items)
     for c in range(6):
@@ -456,7 +438,7 @@ def _segmentor(num_classes=4, num_proxies=2):
 def test_segmentation_class_means_and_mapping(tmp_path):
     model = _segmentor()
     data = StripeSegDataset()
-    means, counts = compute_class_means(model, data, pseudo_collate, 4,
+    means, counts = compute_class_means(model, data, 4,
                                         images_per_class=2, batch_size=2,
                                         progress=False)
     # classes stop at exactly 2 images; every class found

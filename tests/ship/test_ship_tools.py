@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmship.models import PromptedSegViT, PromptedViT
 from tiny import PRETRAIN_ARCH, SEG_ARGS
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _tool(name):
@@ -374,7 +374,7 @@ ship_offline = dict(num_images=8, k=3, num_groups=2, descriptor='mean_patch')
 def ship_trained(demo_data, tmp_path_factory):
     """A tiny SHIP config without hierarchy or prototypes, 2 iterations."""
     from conftest import run_tool
-    from test_tools import short_run
+    from runs import short_run
     tmp = tmp_path_factory.mktemp('ship_train')
     config = tmp / 'ship_demo.py'
     config.write_text(SHIP_DEMO.format(repo=ROOT))
@@ -407,7 +407,7 @@ def test_ship_trains_in_one_command(ship_trained):
 
 def test_ship_resume_reuses_the_offline_state(ship_trained, demo_data):
     from conftest import run_tool
-    from test_tools import logged_iters, short_run
+    from runs import logged_iters, short_run
     config, work, _ = ship_trained
     folder = work / 'ship_offline'
     stamps = {f: (folder / f).stat().st_mtime_ns
@@ -435,7 +435,7 @@ def test_ship_checkpoint_rebuilds_without_offline_files(ship_trained,
     import shutil
 
     from conftest import run_tool
-    from test_tools import short_run
+    from runs import short_run
     config, work, out = ship_trained
     keep = tmp_path / 'kept'
     shutil.copytree(work / 'ship_offline', keep)
@@ -500,7 +500,7 @@ def test_ship_ddp_computes_on_rank_0_and_broadcasts(demo_data, tmp_path):
     import sys
 
     from conftest import free_port, run_tool
-    from test_tools import short_run
+    from runs import short_run
     config = tmp_path / 'ship_demo.py'
     config.write_text(SHIP_DEMO.format(repo=ROOT))
     work = tmp_path / 'ddp'

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from test_tools import CLS_CONFIG
+from runs import CLS_CONFIG
 
 SEG_CONFIG = osp.join(REPO, 'configs/demo.py')
 
@@ -170,7 +170,7 @@ def test_test_tool_show_dir_and_tta(seg_ckpt, demo_data, tmp_path):
     """tools/test.py --tta --show-dir, as mmseg's: flip TTA over the demo
     val images, painted predictions in the folder."""
     from conftest import run_tool
-    from test_tools import short_run
+    from runs import short_run
     show = tmp_path / 'show'
     proc = run_tool(['python', 'tools/test.py', SEG_CONFIG, seg_ckpt,
                      '--work-dir', str(tmp_path / 'w'), '--tta',

@@ -142,10 +142,13 @@ def test_dropping_dead_prompt_outputs_keeps_instance_outputs(decoupled):
     queries and FFN; instance outputs must not change."""
     prompt = deep(attention=dict(decoupled=decoupled, lambda_d=0.3))
     _, twin = seg_pair(prompt=prompt)
-    assert not any(twin.prompter.keeps_prompt_outputs(i) for i in range(4))
+    method = twin.prompter
+    assert not any(spec.kept for spec in method.specs(training=False))
     img = torch.randn(2, 3, 32, 32)
     fast = twin(img)
-    twin.prompter.keeps_prompt_outputs = lambda block: True
+    method.reads_prompt_outputs = lambda block, training: True
+    method.reset_specs()
+    assert all(spec.kept for spec in method.specs(training=False))
     _close(fast, twin(img))
 
 
@@ -177,3 +180,35 @@ def test_cls_attention_ranks_from_fp32_logits_under_autocast():
         under = cls_attention(q, k, 50)
     assert under.dtype == torch.float32
     torch.testing.assert_close(under, exact, atol=1e-6, rtol=1e-5)
+
+
+# -- the tap: forward_intermediates ---------------------------------------------
+@pytest.mark.parametrize('pair', [seg_pair, pretrain_pair])
+def test_forward_intermediates_are_the_block_outputs(pair):
+    """The tap gives the raw block outputs (the host's final norm only with
+    norm=True), of the frozen host unless with_method, and runs no block
+    after the last index."""
+    kw = dict(out_type='raw', final_norm=True) if pair is pretrain_pair \
+        else dict(final_norm=True)
+    host, twin = pair(prompt=deep(num_tokens=2, dropout=0.0),
+                      out_indices=(3, ), **kw)
+    img = torch.randn(2, 3, 32, 32)
+    last, = twin.forward_intermediates(img, [-1], with_method=False)
+    normed, = twin.forward_intermediates(img, [3], norm=True,
+                                         with_method=False)
+    torch.testing.assert_close(normed, twin._final_norm(last))
+    assert not torch.allclose(normed, last, atol=1e-3)
+    if pair is pretrain_pair:   # raw host output = normed last tokens
+        torch.testing.assert_close(normed, host(img)[0], atol=1e-5,
+                                   rtol=1e-5)
+    prompted, = twin.forward_intermediates(img, [3])
+    assert not torch.allclose(prompted, last, atol=1e-4)
+    # early stop: block 3 is not run for index 1
+    ran = []
+    for i, layer in enumerate(twin.layers):
+        layer.ln1.register_forward_pre_hook(
+            lambda module, args, i=i: ran.append(i))
+    two = twin.forward_intermediates(img, [1, 0], with_method=False)
+    assert ran == [0, 1] and [t.shape for t in two] == [last.shape] * 2
+    with pytest.raises(IndexError, match='blocks 0..3'):
+        twin.forward_intermediates(img, [4])

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mmship.core.engine as engine
+import mmship.core.backbone as engine
+from mmship.core.method import BlockPlan, BlockSpec
 from mmship.core.prompts import Carry, Insert
-from mmship.ship.prompter import (AttributePrompts, attribute_mixture,
+from mmship.ship.method import (AttributePrompts, attribute_mixture,
                                   prompt_matching_loss)
 from tiny import pretrain_pair, seg_pair
 
@@ -89,11 +90,9 @@ def test_ap_placed_at_the_last_group_starts_and_carried():
     assert [s for s in p.schedule[3] if 'ap' in s.source] == [Insert('ap_3')]
     assert not [s for s in p.schedule[0] if 'ap' in s.source]
     # CLS attention is recorded before each AP start; PML's only in training
-    twin.eval()
-    assert [p.needs_cls_attention(b) for b in range(4)] == \
+    assert [s.record_cls_attention for s in p.specs(training=False)] == \
         [True, False, True, False]
-    twin.train()
-    assert [p.needs_cls_attention(b) for b in range(4)] == \
+    assert [s.record_cls_attention for s in p.specs(training=True)] == \
         [True, False, True, True]
 
 
@@ -136,26 +135,18 @@ def test_ap_in_a_forward_gets_the_previous_blocks_attention_and_grads():
         calls.append((x, cls_attn, out))
         return out
 
-    entering = {}
-
-    def keep(i, x):
-        entering[i + 1] = x
-
     blocks = {}
     orig_after = p.after_block
 
-    def after_spy(block, ctx, ops, x_in, prompts_in, x_out, prompts_out):
-        blocks[block] = (ops, x_in, prompts_in)
-        return orig_after(block, ctx, ops, x_in, prompts_in, x_out,
-                          prompts_out)
+    def after_spy(block, ctx, result):
+        blocks[block] = result
+        return orig_after(block, ctx, result)
 
     p.after_block = after_spy
-    from mmship.ship.hierarchy import record_block_outputs
     AttributePrompts.forward = spy
     try:
         twin.train()
-        with record_block_outputs(twin, keep):
-            outs = twin(torch.randn(2, 3, 32, 32))
+        outs = twin(torch.randn(2, 3, 32, 32))
     finally:
         AttributePrompts.forward = orig
     assert len(calls) == 2                      # blocks 2 and 3
@@ -163,11 +154,12 @@ def test_ap_in_a_forward_gets_the_previous_blocks_attention_and_grads():
         assert out.shape == (2, 2, D)
         assert cls_attn.shape == (2, PATCHES)   # patches only, probabilities
         assert (cls_attn > 0).all() and (cls_attn.sum(1) < 1).all()
-        torch.testing.assert_close(x, entering[start])
+        torch.testing.assert_close(x, blocks[start].x_in)
         # the CLS attention (I2I softmax, mean over heads) of block start-1
-        ops, x_in, prompts_in = blocks[start - 1]
-        tokens = torch.cat([x_in] + list(prompts_in.values()), 1)
-        q, k, _ = ops.qkv(ops.norm1(tokens))
+        ops, before = twin._block_ops[start - 1], blocks[start - 1]
+        tokens = torch.cat([before.x_in] + list(before.prompts_in.values()),
+                           1)
+        q, k, _ = ops.qkv(ops.norm1(tokens), {})
         want = torch.einsum('bhd,bhnd->bhn', q[:, :, 0],
                             k[:, :, :1 + PATCHES]) / math.sqrt(q.shape[-1])
         want = want.softmax(-1).mean(1)[:, 1:]
@@ -205,11 +197,12 @@ def test_pml_in_a_forward_equals_a_hand_computation(pair):
     captured = {}
     orig = p.after_block
 
-    def spy(block, ctx, ops, x_in, prompts_in, x_out, prompts_out):
+    def spy(block, ctx, result):
         if block == 3:
-            captured.update(ops=ops, x_in=x_in, prompts_in=prompts_in,
-                            x_out=x_out, prompts_out=prompts_out)
-        return orig(block, ctx, ops, x_in, prompts_in, x_out, prompts_out)
+            captured.update(ops=twin._block_ops[3], x_in=result.x_in,
+                            prompts_in=result.prompts_in, x_out=result.x_out,
+                            prompts_out=result.prompts_out)
+        return orig(block, ctx, result)
 
     p.after_block = spy
     twin.train()
@@ -221,7 +214,7 @@ def test_pml_in_a_forward_equals_a_hand_computation(pair):
     ops = captured['ops']
     tokens = torch.cat([captured['x_in']] + list(
         captured['prompts_in'].values()), 1)
-    q, k, _ = ops.qkv(ops.norm1(tokens))
+    q, k, _ = ops.qkv(ops.norm1(tokens), {})
     attn = torch.einsum('bhd,bhnd->bhn', q[:, :, 0], k[:, :, :1 + PATCHES])
     attn = (attn / math.sqrt(q.shape[-1])).softmax(-1).mean(1)
     top = attn[:, 1:1 + PATCHES].topk(3, dim=1).indices + 1
@@ -377,11 +370,16 @@ def test_too_few_patches_for_ap():
 
 
 # -- prompt update outside the PML block --------------------------------------
+def _run_block(ops, x, prompts, attention):
+    """One block with one kept prompt set: (instance, prompt outputs)."""
+    plan = BlockPlan(BlockSpec(attention, kept=('p', )), {'p': prompts})
+    x_out, p_out, _, _ = engine.prompted_block(ops, x, plan)
+    return x_out, p_out['p']
+
+
 def _block_prompt_outputs(twin, block, x, prompts):
-    ops = twin._block_ops[block]
-    attention = twin.prompter.block_attention(block)
-    _, p_out, _ = engine.prompted_block(ops, x, prompts, attention)
-    return p_out
+    return _run_block(twin._block_ops[block], x, prompts,
+                      twin.prompter.block_attention(block))[1]
 
 
 @pytest.mark.parametrize('pair', [seg_pair, pretrain_pair])
@@ -401,7 +399,7 @@ def test_bypass_prompts_do_not_see_instances_outside_the_pml_block(pair):
         ops = bypass._block_ops[block]
         h = ops.norm1(prompts)
         heads = h.reshape(2, 4, ops.num_heads, -1).transpose(1, 2)
-        want = ops.ffn_residual(ops.attn_residual(prompts, heads))
+        want = ops.ffn_residual(ops.attn_residual(prompts, heads, {}))
         torch.testing.assert_close(a, want)
         # 'attend': prompt outputs depend on the instance tokens
         c = _block_prompt_outputs(attend, block, x1, prompts)
@@ -416,10 +414,8 @@ def test_bypass_prompts_do_not_see_instances_outside_the_pml_block(pair):
         a, _block_prompt_outputs(attend, 3, x1, prompts))
     # instance outputs of a block do not depend on the mode
     ops = bypass._block_ops[1]
-    xa = engine.prompted_block(ops, x1, prompts,
-                               bypass.prompter.block_attention(1))[0]
-    xb = engine.prompted_block(ops, x1, prompts,
-                               attend.prompter.block_attention(1))[0]
+    xa = _run_block(ops, x1, prompts, bypass.prompter.block_attention(1))[0]
+    xb = _run_block(ops, x1, prompts, attend.prompter.block_attention(1))[0]
     torch.testing.assert_close(xa, xb)
 
 

@@ -1,4 +1,4 @@
-"""SHIP's semantic hierarchy: greedy grouping, affinity, block recorder."""
+"""SHIP's semantic hierarchy: greedy grouping, affinity, block descriptors."""
 import json
 
 import numpy as np
@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from mmship.ship.hierarchy import (AffinityMeter, adjacent_affinities,
                                    block_descriptors, compute_affinity,
                                    greedy_hierarchy, groups_of,
-                                   hierarchy_warning, last_block_tokens,
-                                   load_hierarchy, plot_affinity,
-                                   record_block_outputs, resolve_starts,
+                                   hierarchy_warning, load_hierarchy,
+                                   plot_affinity, resolve_starts,
                                    threshold_for_groups)
 from tiny import SEG_ARGS, pretrain_pair, seg_pair
 
@@ -152,7 +151,7 @@ def test_compute_affinity_stops_at_num_images():
     np.testing.assert_allclose(mean, ref, atol=1e-6)
 
 
-# -- recording block outputs --------------------------------------------------
+# -- block descriptors (the backbone's tap) -----------------------------------
 def test_seg_block_descriptors_equal_the_hosts_per_block_outputs():
     n = SEG_ARGS['num_layers']
     host, twin = seg_pair(out_indices=tuple(range(n)), final_norm=False,
@@ -166,8 +165,6 @@ def test_seg_block_descriptors_equal_the_hosts_per_block_outputs():
         torch.testing.assert_close(cls[:, i], cls_tok, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(mean[:, i], fmap.mean((2, 3)), atol=1e-5,
                                    rtol=1e-5)
-    # the recorder is gone afterwards
-    assert '_run_blocks' not in vars(twin)
 
 
 def test_pretrain_block_descriptors_equal_the_hosts_raw_outputs():
@@ -181,13 +178,6 @@ def test_pretrain_block_descriptors_equal_the_hosts_raw_outputs():
         torch.testing.assert_close(cls[:, i], raw[:, 0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(mean[:, i], raw[:, 1:].mean(1), atol=1e-5,
                                    rtol=1e-5)
-    # last block tokens are taken before the final norm
-    host2, twin2 = pretrain_pair(out_indices=(3, ), out_type='raw',
-                                 final_norm=True)
-    tokens = last_block_tokens(twin2, img)
-    torch.testing.assert_close(host2.ln1(tokens), host2(img)[0], atol=1e-5,
-                               rtol=1e-5)
-    assert not torch.allclose(tokens, host2(img)[0], atol=1e-3)
 
 
 def test_cls_descriptor_needs_a_cls_token():
@@ -198,11 +188,10 @@ def test_cls_descriptor_needs_a_cls_token():
                              'mean_patch').shape == (1, 4, 32)
 
 
-def test_recorder_refuses_plain_hosts():
+def test_descriptors_refuse_plain_hosts():
     host, _ = seg_pair()
     with pytest.raises(TypeError, match='PromptedSegViT'):
-        with record_block_outputs(host, lambda i, x: None):
-            pass
+        block_descriptors(host, torch.randn(1, 3, 32, 32))
 
 
 # -- files --------------------------------------------------------------------

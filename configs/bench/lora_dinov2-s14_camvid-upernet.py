@@ -1,0 +1,3 @@
+_base_ = ['./_base_camvid-upernet_dinov2-s14.py']
+model = dict(backbone=dict(prompt=dict(
+    type='LoRA', rank=8, alpha=16.0, targets=['q', 'v'])))
