@@ -117,7 +117,7 @@ setup(
     install_requires=[
         'torch>=2.1', 'mmcv>=2.0.0,<2.2.0', 'mmengine>=0.10.0,<1.0',
         'mmsegmentation==1.2.2', 'mmpretrain==1.2.0', 'timm>=1.0',
-        'numpy', 'safetensors', 'scikit-learn', 'tqdm', 'ftfy', 'regex',
+        'numpy', 'safetensors', 'tqdm', 'ftfy', 'regex',
     ],
     extras_require={'tests': ['pytest'], 'plots': ['matplotlib'],
                     'sweep': ['optuna==4.5.0'], 'mim': ['openmim==0.3.9']},
