@@ -13,7 +13,10 @@
 _base_ = ['./_base_camvid_dinov2-s14.py']
 
 norm_cfg = dict(type='BN', requires_grad=True)
+# fast_head: neck and heads channels_last and compiled (same math;
+# docs/performance.md); model.fast_head=False gives mmseg's eager path.
 model = dict(
+    fast_head=True,
     backbone=dict(out_indices=(2, 5, 8, 11)),
     neck=dict(type='MultiLevelNeck', in_channels=[384, 384, 384, 384],
               out_channels=384, scales=[4, 2, 1, 0.5]),

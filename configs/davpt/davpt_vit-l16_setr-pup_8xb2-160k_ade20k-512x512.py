@@ -11,13 +11,16 @@
 # the prompted model/backbone types, weights from timm (checked key by key by
 # mmship; another file with
 #   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/vit-l.pth)
-# and the input normalisation of those weights (mean = std = 0.5).
+# and the input normalisation of those weights (mean = std = 0.5); heads
+# trained channels_last and compiled (fast_head: same math;
+# docs/performance.md; model.fast_head=False gives mmseg's eager path).
 _base_ = ['mmseg::setr/setr_vit-l_pup_8xb2-160k_ade20k-512x512.py']
 custom_imports = dict(imports=['mmship'], allow_failed_imports=False)
 
 num_classes = 150
 model = dict(
     type='PromptedEncoderDecoder',
+    fast_head=True,
     data_preprocessor=dict(
         mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5]),
     pretrained=None,

@@ -5,13 +5,25 @@ method-free backbone run the same way (eager, or ``compile_blocks``).
     python tools/benchmark/speed.py                     # ViT-B/16, GPU, bf16
     python tools/benchmark/speed.py --compile           # + compiled blocks
     python tools/benchmark/speed.py --device cpu --tiny --iters 2   # smoke
+    python tools/benchmark/speed.py --tasks segmentor   # whole segmentors
 
 Training step = forward + backward to the input image (the frozen baseline
 also back-propagates through every block, as prompts at block 0 need),
 under bf16 autocast on the GPU.  Inference = forward in eval mode under
 no_grad.  Memory = the peak one training step adds to what is resident.
+
+``--tasks segmentor``: the whole segmentor's training step (data
+preprocessor, backbone, neck, both heads and their losses, backward,
+optimizer update: ``model.train_step`` with a bf16 AmpOptimWrapper) of
+configs/vpt-deep_vit-b_ade20k.py (512x512, 150 classes, synthetic batches)
+against stock mmseg's frozen-backbone ViT-B UperNet (mmseg's
+VisionTransformer and EncoderDecoder with the same settings), at each
+``--segmentor-batch``.  The first steps compile the heads of the
+``fast_head`` rows (a minute or two per batch size).
 """
 import argparse
+import logging
+import os.path as osp
 import time
 
 import torch
@@ -183,10 +195,15 @@ def main():
     p.add_argument('--tiny', action='store_true', help='tiny ViT (smoke)')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--tasks', nargs='+', default=['cls'],
-                   choices=['cls', 'seg'],
-                   help='cls: 224 px ViT; seg: the backbone at 512 px')
+                   choices=['cls', 'seg', 'segmentor'],
+                   help='cls: 224 px ViT; seg: the backbone at 512 px; '
+                   'segmentor: whole UperNet segmentors')
     p.add_argument('--seg-batch', type=int, default=8)
     p.add_argument('--cls-batch', type=int, nargs='+', default=[64, 256])
+    p.add_argument('--segmentor-batch', type=int, nargs='+', default=[8, 32])
+    p.add_argument('--compile-backend', default='inductor',
+                   help="torch.compile backend of the segmentors' fast_head "
+                   "(aot_eager: the CPU smoke test, no kernel build)")
     p.add_argument('--compile', action='store_true',
                    help='also every row with compile_blocks=True')
     p.add_argument('--methods', nargs='+',
@@ -246,6 +263,8 @@ def main():
         runs.clear()
         if args.device == 'cuda':
             torch.cuda.empty_cache()
+    if 'segmentor' in args.tasks:
+        segmentor_tables(args)
 
 
 def profile(runs, names, device):
@@ -262,6 +281,133 @@ def profile(runs, names, device):
         print(f'\n### profile (train, 5 calls): {name}')
         print(prof.key_averages().table(sort_by=key, row_limit=25,
                                         max_name_column_width=40))
+
+
+# -- whole segmentors -----------------------------------------------------
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+VPT_ADE20K = osp.join(ROOT, 'configs', 'vpt-deep_vit-b_ade20k.py')
+SHIP_ADE20K = osp.join(ROOT, 'configs', 'ship_vit-b_ade20k.py')
+DEMO = osp.join(ROOT, 'configs', 'demo.py')  # the same structure, tiny
+STOCK = 'mmseg EncoderDecoder + VisionTransformer, frozen'
+NO_PROMPTS = 'mmship, no prompts'
+
+
+def segmentor_rows(num_layers: int) -> dict:
+    """name -> model changes of the whole-segmentor rows."""
+    from mmship.engine.launch import load_config
+    ship = load_config(SHIP_ADE20K).model.backbone.prompt
+    # 6 groups; 200 random prototypes stand in for ship_prototypes.py's
+    ship.update(starts=list(range(0, num_layers, max(1, num_layers // 6)))
+                [:6], prototypes=200, pml_block=-1)
+    return {
+        STOCK: dict(stock=True),
+        NO_PROMPTS + ', fast_head=False': dict(prompt=None, fast_head=False),
+        NO_PROMPTS: dict(prompt=None, fast_head=True),
+        'VPT-deep 10': dict(fast_head=True),
+        'SHIP (6 groups, SIP 50, SSP 10, AP 10, PML)': dict(
+            prompt=ship, fast_head=True),
+    }
+
+
+def build_segmentor(config: str, row: dict, device: str):
+    """(model, optim wrapper, cfg) of one row: the config's segmentor with
+    the row's prompt and fast_head, 150 classes, no weights loaded; or, for
+    the stock row, mmseg's own segmentor and ViT with the same settings and
+    the backbone frozen.  SyncBN becomes BN, as mmengine's runner does on
+    one GPU; bf16 AMP on GPU."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.optim import build_optim_wrapper
+    from mmship.engine.launch import build_model, load_config
+    cfg = load_config(config)
+    model_cfg = cfg.model
+    model_cfg.backbone.init_cfg = None
+    model_cfg.decode_head.num_classes = 150
+    model_cfg.auxiliary_head.num_classes = 150
+    if row.get('stock'):
+        model_cfg.type = 'EncoderDecoder'
+        model_cfg.backbone.type = 'VisionTransformer'
+        for key in ('prompt', 'freeze_backbone'):
+            model_cfg.backbone.pop(key)
+        model_cfg.pop('fast_head', None)
+    else:
+        model_cfg.fast_head = row['fast_head']
+        if 'prompt' in row:
+            model_cfg.backbone.prompt = row['prompt']
+    model = revert_sync_batchnorm(build_model(cfg)).to(device)
+    if row.get('stock'):
+        model.backbone.requires_grad_(False)
+    protos = getattr(getattr(model.backbone, 'prompter', None),
+                     'prototypes', None)
+    if protos is not None:
+        protos.normal_()
+    optim_cfg = cfg.optim_wrapper.copy()
+    if device == 'cuda':
+        optim_cfg.update(type='AmpOptimWrapper', dtype='bfloat16')
+    return model, build_optim_wrapper(model, optim_cfg), cfg
+
+
+def segmentor_tables(args):
+    """One table per batch size: every row's whole training step, rounds
+    interleaved across rows, each row's best round."""
+    from mmengine.logging import MMLogger
+    from step_time import synthetic_batch
+    # no per-parameter optimizer notes of frozen weights between the tables
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    config = DEMO if args.tiny else VPT_ADE20K
+    rows = segmentor_rows(6 if args.tiny else 12)
+    for row in rows.values():
+        if row.get('fast_head'):
+            row['fast_head'] = dict(backend=args.compile_backend)
+    built = {}
+    for name, row in rows.items():
+        model, optim, cfg = build_segmentor(config, row, args.device)
+        built[name] = (model.train(), optim, cfg)
+    torch.backends.cudnn.benchmark = cfg.env_cfg.get('cudnn_benchmark',
+                                                     False)
+    for batch in ([2] if args.tiny else args.segmentor_batch):
+        runs = {}
+        for name, (model, optim, cfg) in built.items():
+            data = synthetic_batch(cfg, model, batch)
+            step = (lambda m=model, o=optim, d=data: m.train_step(d, o))
+            for _ in range(args.warmup):
+                step()
+            runs[name] = dict(step=step, mem=step_memory(step, args.device),
+                              t=float('inf'))
+        for _ in range(args.rounds):
+            for run in runs.values():
+                run['t'] = min(run['t'], time_once(run['step'], args.iters,
+                                                   args.device))
+        size = cfg.get('crop_size') or cfg.model.backbone.img_size
+        print(f'\n## segmentor training step: batch {batch}, '
+              f'{size[0]}x{size[1]}, 150 classes, {osp.relpath(config, ROOT)}'
+              f' (best of {args.rounds} rounds of {args.iters} steps)')
+        print('| model | train step (ms) | x mmseg | x mmship no prompts | '
+              'step memory (GiB) |')
+        print('| --- | --- | --- | --- | --- |')
+        stock, ours = runs[STOCK]['t'], runs[NO_PROMPTS]['t']
+        for name, run in runs.items():
+            print(f'| {name} | {run["t"] * 1e3:.1f} | {run["t"] / stock:.3f} '
+                  f'| {run["t"] / ours:.3f} | {run["mem"]:.2f} |', flush=True)
+        for name in args.profile:
+            if name in runs:
+                profile_step(name, runs[name]['step'], args.device)
+        runs.clear()
+        if args.device == 'cuda':
+            torch.cuda.empty_cache()
+
+
+def profile_step(name, step, device):
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                     if device == 'cuda' else [])
+    with torch_profile(activities=acts) as prof:
+        for _ in range(5):
+            step()
+        sync(device)
+    key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
+    print(f'\n### profile (segmentor train step, 5 calls): {name}')
+    print(prof.key_averages().table(sort_by=key, row_limit=30,
+                                    max_name_column_width=40))
 
 
 if __name__ == '__main__':

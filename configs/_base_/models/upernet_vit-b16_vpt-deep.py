@@ -8,7 +8,11 @@
 #    --cfg-options model.backbone.init_cfg.checkpoint=/path/to/vit.pth
 #  * inputs are normalised the way the checkpoint was trained (timm's
 #    augreg/orig in21k ViTs: mean = std = 0.5); with a frozen backbone this
-#    matters more than with full fine-tuning.
+#    matters more than with full fine-tuning;
+#  * fast_head=True: neck and heads train channels_last and compiled, losses
+#    included (same math; docs/performance.md).  The first iteration
+#    compiles (a minute or two); --cfg-options model.fast_head=False gives
+#    mmseg's eager path.
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
@@ -19,6 +23,7 @@ data_preprocessor = dict(
     seg_pad_val=255)
 model = dict(
     type='PromptedEncoderDecoder',
+    fast_head=True,
     data_preprocessor=data_preprocessor,
     pretrained=None,
     backbone=dict(

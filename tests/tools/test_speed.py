@@ -1,0 +1,47 @@
+"""tools/benchmark/speed.py on the CPU with tiny models: the method rows
+against the frozen timm ViT, and the whole-segmentor rows (one step each;
+aot_eager instead of inductor, whose CPU kernel build alone takes a
+minute)."""
+from conftest import run_tool
+
+STOCK = 'mmseg EncoderDecoder + VisionTransformer, frozen'
+NO_PROMPTS = 'mmship, no prompts'
+
+
+def test_speed_segmentor_rows():
+    out = run_tool(['python', 'tools/benchmark/speed.py', '--device', 'cpu',
+                    '--tiny', '--tasks', 'segmentor', '--iters', '1',
+                    '--warmup', '1', '--rounds', '1',
+                    '--compile-backend', 'aot_eager']).stdout
+    assert '## segmentor training step: batch 2, 64x64, 150 classes' in out
+    # | model | train step (ms) | x mmseg | x mmship no prompts | memory |
+    rows = {cells[0]: cells[1:] for cells in (
+        [c.strip() for c in line.strip('|').split('|')]
+        for line in out.splitlines() if line.startswith('| ')
+        and not line.startswith(('| model', '| ---')))}
+    assert list(rows)[:4] == [STOCK, NO_PROMPTS + ', fast_head=False',
+                              NO_PROMPTS, 'VPT-deep 10']
+    assert list(rows)[4].startswith('SHIP (6 groups')
+    assert rows[STOCK][1] == '1.000' and rows[NO_PROMPTS][2] == '1.000'
+    assert all(float(r[0]) > 0 for r in rows.values())
+
+
+def _table(out):
+    return {cells[0]: cells[1:] for cells in (
+        [c.strip() for c in line.strip('|').split('|')]
+        for line in out.splitlines() if line.startswith('| ')
+        and not line.startswith(('| method', '| ---')))}
+
+
+def test_speed_method_rows_against_timm():
+    out = run_tool(['python', 'tools/benchmark/speed.py', '--device', 'cpu',
+                    '--tiny', '--tasks', 'cls', '--iters', '1', '--warmup',
+                    '1', '--rounds', '1']).stdout
+    rows = _table(out)
+    assert list(rows)[:2] == ['timm ViT, frozen', 'frozen (no method)']
+    assert {'LoRA r=8 (q, v)', 'SHIP K=10 (6 groups, SSP 10, AP 10, DA, PML)',
+            'DA-VPT (10, 10 proxies)'} <= set(rows)
+    # | blocks | train ms | x timm | x frozen (same blocks) | ...
+    assert rows['timm ViT, frozen'][2] == '1.000'
+    assert rows['frozen (no method)'][3] == '1.000'
+    assert all(float(r[1]) > 0 for r in rows.values())
