@@ -122,6 +122,10 @@ def step_fns(model, batch, img, device, targets):
     return train_step, infer
 
 
+def _not_timed():
+    """Stands in for the inference of ``--no-inference`` (times as 0)."""
+
+
 def step_memory(fn, device) -> float:
     """Peak memory one call of ``fn`` adds on top of what is resident (every
     model of the table stays resident), in GiB."""
@@ -178,12 +182,13 @@ def print_table(runs, reference):
             base = run
         else:
             base = runs[(FROZEN, mode)]
+        infer = '- | - | -' if run['infer'] is _not_timed else (
+            f'{run["t_infer"] * 1e3:.1f} | '
+            f'{run["t_infer"] / ref["t_infer"]:.3f} | '
+            f'{run["t_infer"] / base["t_infer"]:.3f}')
         print(f'| {name} | {mode} | {run["t_train"] * 1e3:.1f} | '
               f'{run["t_train"] / ref["t_train"]:.3f} | '
-              f'{run["t_train"] / base["t_train"]:.3f} | '
-              f'{run["t_infer"] * 1e3:.1f} | '
-              f'{run["t_infer"] / ref["t_infer"]:.3f} | '
-              f'{run["t_infer"] / base["t_infer"]:.3f} | '
+              f'{run["t_train"] / base["t_train"]:.3f} | {infer} | '
               f'{run["mem"]:.2f} | {run["mem"] / base["mem"]:.3f} |',
               flush=True)
 
@@ -208,6 +213,9 @@ def main():
                    help='also every row with compile_blocks=True')
     p.add_argument('--methods', nargs='+',
                    help='row names to run (default all)')
+    p.add_argument('--no-inference', action='store_true',
+                   help='time training steps only (halves what --compile '
+                   'compiles)')
     p.add_argument('--warmup', type=int, default=10)
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--profile', nargs='*', default=[],
@@ -249,6 +257,8 @@ def main():
             targets = fake_targets(task, batch, img, args.device) \
                 if method is not None and method.needs_targets else None
             train, infer = step_fns(model, batch, img, args.device, targets)
+            if args.no_inference:
+                infer = _not_timed
             for _ in range(args.warmup):
                 train()
                 infer()
