@@ -59,8 +59,9 @@ class PromptAttention(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_instances: int,
                 dropout_p: float = 0.0, normed: Tensor = None) -> Tensor:
         """k, v: (B, heads, N, head_dim), N = num_instances + prompts; q has
-        the same rows, or the instance rows only when the prompt outputs are
-        not needed (the engine drops them when no later block uses them).
+        the same rows, or the instance rows and the kept prompts' rows only
+        (``BlockSpec.kept``: the prompt outputs that the next block carries
+        or ``after_block`` reads; the other prompts only lend k and v).
         ``normed``: the block's normalised input tokens (B, N, D) (needed by
         ``prompt_update='bypass'``).
 

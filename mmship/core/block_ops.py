@@ -31,7 +31,7 @@ def delta_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 
 class _BlockOps:
     """Common part: head split and merge, and the names of host parameters
-    a method may train (``Prompter.host_parts``)."""
+    a method may train (``TuningMethod.host_parts``)."""
 
     #: host parameters outside the blocks: logical name -> fnmatch pattern.
     BACKBONE_PARTS = {

@@ -88,8 +88,9 @@ def cluster_classes(means: Tensor, counts: Tensor, num_proxies: int,
     """Map C classes onto M proxies from their means.
 
     Identity when C <= M.  ``class_mean_norm='layer'`` layer-normalises the
-    means of the classes with images before k-means (``kmeans_input``).  Classes without any image keep their ``previous``
-    proxy, or get ``c % M`` (with a warning) when there is none.
+    means of the classes with images before k-means (``kmeans_input``).
+    Classes without any image keep their ``previous`` proxy, or get
+    ``c % M`` (with a warning) when there is none.
     ``init_centroids`` (re-clustering) starts k-means from the previous
     clusters so that proxy indices keep their meaning.
     """

@@ -15,18 +15,19 @@ from .utils import check_patch_multiple
 @SEG_MODELS.register_module()
 @MODELS.register_module()
 class PromptedSegViT(PromptedBackboneMixin, SegVisionTransformer):
-    """``mmseg.VisionTransformer`` + a prompter.
+    """``mmseg.VisionTransformer`` + a tuning method.
 
     Args:
-        prompt (dict, optional): the prompter config, e.g.
-            ``dict(type='Prompter', placements=[dict(kind='deep',
-            num_tokens=50)])``.  None: no prompts (linear/head-only, or full
-            fine-tuning with ``freeze_backbone=False``).
+        prompt (dict, optional): the tuning method's config (``METHODS``),
+            e.g. ``dict(type='Prompter', placements=[dict(kind='deep',
+            num_tokens=50)])`` or ``dict(type='LoRA', rank=8)``.  None: no
+            method (linear/head-only, or full fine-tuning with
+            ``freeze_backbone=False``).
         freeze_backbone (bool): freeze every host parameter.
         trainable (list[str]): host parameter name patterns (fnmatch) that
             still train when frozen, e.g. ``['ln1.*']``.
         compile_blocks (bool): run every block through ``torch.compile``
-            (one graph per block structure; docs/performance.md).
+            (one graph per block structure; docs/engine.md).
         **kwargs: ``mmseg.models.backbones.VisionTransformer`` arguments.
     """
     host_format = 'mmseg'

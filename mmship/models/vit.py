@@ -16,15 +16,16 @@ from .utils import check_patch_multiple
 
 @register_both
 class PromptedViT(PromptedBackboneMixin, PretrainViT):
-    """``mmpretrain.VisionTransformer`` + a prompter.
+    """``mmpretrain.VisionTransformer`` + a tuning method.
 
     Args:
-        prompt (dict, optional): the prompter config (see ``PromptedSegViT``).
+        prompt (dict, optional): the tuning method's config (see
+            ``PromptedSegViT``).
         freeze_backbone (bool): freeze every host parameter.
         trainable (list[str]): host parameter name patterns (fnmatch) that
             still train when frozen.
         compile_blocks (bool): run every block through ``torch.compile``
-            (one graph per block structure; docs/performance.md).
+            (one graph per block structure; docs/engine.md).
         **kwargs: ``mmpretrain.models.VisionTransformer`` arguments.
     """
     host_format = 'mmpretrain'

@@ -212,10 +212,11 @@ def compute_prototypes(cfg: Config, config_path: str,
                        device: str = 'cpu', write: bool = True,
                        model=None) -> dict:
     """SHIP's attribute prototypes (docs/ship.md, "Attribute prompts"):
-    spherical k-means over last-block descriptors of a seeded sample of training
-    images of the frozen backbone.  Writes ``out`` (.pth dict with metadata,
-    or .npy) unless ``write=False``; returns the metadata with
-    ``prototypes`` (a (K, D) tensor), ``num_descriptors`` and ``path``."""
+    the means of spherical k-means clusters of last-block descriptors of a
+    seeded sample of training images of the frozen backbone.  Writes
+    ``out`` (.pth dict with metadata, or .npy) unless ``write=False``;
+    returns the metadata with ``prototypes`` (a (K, D) tensor),
+    ``num_descriptors`` and ``path``."""
     if descriptor not in PROTOTYPE_DESCRIPTORS:
         raise ValueError(f'descriptor {descriptor!r} is not one of '
                          f'{PROTOTYPE_DESCRIPTORS}.')

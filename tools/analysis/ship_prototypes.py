@@ -1,6 +1,7 @@
 """SHIP's attribute prototypes (docs/ship.md, "Attribute prompts"): the
-means of the spherical k-means clusters of last-block features of a seeded sample of training images, from
-the config's frozen pretrained backbone (no prompts).
+means of the spherical k-means clusters of last-block features of a seeded
+sample of training images, from the config's frozen pretrained backbone (no
+prompts).
 
 The (K, D) matrix is written to --out (default: the config's
 ``model.backbone.prompt.prototypes`` if it names a file, else
