@@ -251,7 +251,9 @@ class PromptedBackboneMixin:
                 ``forward_intermediates(norm=True)``).
             with_method: run the tuning method; False gives the frozen
                 host's features.
-        Blocks after the last index are not run.
+        Blocks after the last index are not run.  The method runs as at
+        inference (no auxiliary losses: the tap returns none, and has no
+        targets for them), whatever the module's mode.
         """
         num = len(self.layers)
         wanted = list(range(num)) if indices is None else \
@@ -265,9 +267,9 @@ class PromptedBackboneMixin:
             return x
 
         x, _ = self._embed(inputs)
-        self._run_blocks(x, self.make_context(inputs.shape[0]),
-                         self.prompter if with_method else None, on_output,
-                         last=max(wanted))
+        ctx = PromptContext(batch_size=inputs.shape[0], training=False)
+        self._run_blocks(x, ctx, self.prompter if with_method else None,
+                         on_output, last=max(wanted))
         return [taken[i] for i in wanted]
 
     # -- checkpoints ------------------------------------------------------------

@@ -15,7 +15,7 @@ it makes exactly two calls on the method:
    query when the spec asked for them.  Methods add auxiliary losses to
    ``ctx.losses`` here.
 
-A method also declares, as class attributes, what it needs of its host and
+A method also declares, as attributes, what it needs of its host and
 task model: ``requires_cls_token``, ``needs_targets``, ``host_parts`` (host
 parameters it keeps trainable) and ``delta_targets`` (the block weights its
 deltas apply to).  The engine reads these attributes and nothing else.

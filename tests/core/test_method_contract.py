@@ -159,3 +159,16 @@ def test_compiled_blocks_equal_eager(method):
         grads.append([p.grad for p in model.prompter.parameters()])
     for g_e, g_c in zip(*grads):
         torch.testing.assert_close(g_e, g_c, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('method', list(METHODS))
+def test_tap_runs_the_method_as_at_inference_in_training_mode(method):
+    """forward_intermediates asks for no targets and computes no losses,
+    also on a module in training mode (DA-VPT would need labels)."""
+    _, twin = _build(method, 'seg')
+    _randomise(twin.prompter)
+    img = torch.randn(2, 3, 32, 32)
+    want, = twin.forward_intermediates(img, [-1])
+    twin.train()
+    got, = twin.forward_intermediates(img, [-1])
+    torch.testing.assert_close(got, want)

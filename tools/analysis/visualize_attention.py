@@ -48,7 +48,7 @@ def recording(backbone, prompts: bool = True):
 
     def block(ops, x, plan, compiled=False):
         spec = dataclasses.replace(plan.spec, record_cls_attention=True)
-        out = block_fn(ops, x, dataclasses.replace(plan, spec=spec))
+        out = block_fn(ops, x, dataclasses.replace(plan, spec=spec), compiled)
         rec['attention'].append(out[2])
         return out
 
