@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmship.davpt import DAVPTPrompter, proxy_anchor_loss, seg_class_features
-from mmship.davpt.losses import class_sets_to_pos_mask, labels_to_pos_mask
+from mmship.davpt import proxy_anchor_loss, seg_class_features
+from mmship.davpt.losses import class_sets_to_pos_mask
 from mmship.engine.params import param_groups, param_table
 from mmship.models import PromptedSegViT, PromptedViT
 from tiny import PRETRAIN_ARGS, SEG_ARGS
