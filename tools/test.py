@@ -111,7 +111,7 @@ def main(argv=None):
     from mmship.engine.launch import (UsageError, build_model, build_runner,
                                       check_checkpoint, check_work_dir,
                                       default_work_dir, load_config,
-                                      setup_distributed)
+                                      end_distributed, setup_distributed)
     from mmship.utils import versions_line
     try:
         check_checkpoint(args.checkpoint)
@@ -181,6 +181,7 @@ def main(argv=None):
     print_log('Test metrics: ' + json.dumps(
         {k: (round(v, 4) if isinstance(v, float) else v)
          for k, v in metrics.items()}, default=str), logger='current')
+    end_distributed()
 
 
 if __name__ == '__main__':

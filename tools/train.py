@@ -79,7 +79,7 @@ def main(argv=None):
     from mmship.engine.launch import (UsageError, build_runner,
                                       check_checkpoint, check_work_dir,
                                       default_work_dir, load_config,
-                                      setup_distributed)
+                                      end_distributed, setup_distributed)
     from mmship.utils import versions_line
     resume_from = None
     try:
@@ -162,6 +162,7 @@ def main(argv=None):
         sys.exit(f'tools/train.py: error: {err}')
     print_log(f'Finished; checkpoints and logs are in '
               f'{osp.abspath(runner.work_dir)}', logger='current')
+    end_distributed()
 
 
 if __name__ == '__main__':

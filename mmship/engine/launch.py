@@ -198,6 +198,17 @@ def setup_distributed(cfg: Config) -> None:
         dist.init_process_group(backend='gloo', **kwargs)
 
 
+def end_distributed() -> None:
+    """Close the process group when a distributed run ends.  Left to
+    interpreter exit, the gloo / NCCL threads can be torn down while still
+    running, and a finished run then aborts ('terminate called without an
+    active exception')."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.registry import init_default_scope
