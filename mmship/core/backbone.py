@@ -74,8 +74,9 @@ def block_core(layer, ops_cls, x: Tensor, kept: List[Tensor],
     cls_attn = cls_attention(q, k, n) if record_cls_attention else None
     cls_query = q[:, :, 0].flatten(1) if record_cls_query else None
     tokens = ops.ffn_residual(ops.attn_residual(tokens, o, deltas))
-    kept_out = list(tokens[:, n:].split([p.shape[1] for p in kept], 1)) \
-        if kept else []
+    if not kept:   # no slice: its backward would write a zero-filled copy
+        return tokens, [], cls_attn, cls_query
+    kept_out = list(tokens[:, n:].split([p.shape[1] for p in kept], 1))
     return tokens[:, :n], kept_out, cls_attn, cls_query
 
 
