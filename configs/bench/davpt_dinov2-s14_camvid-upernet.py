@@ -1,23 +1,6 @@
 # DA-VPT with UperNet on CamVid: the prompts and losses of the linear-head
 # DA-VPT config, the UperNet decoder and schedule of this table.
-_base_ = ['./_base_camvid-upernet_dinov2-s14.py']
-model = dict(backbone=dict(prompt=dict(
-    type='DAVPTPrompter',
-    num_classes=11,
-    num_tokens=10,
-    num_proxies=10,
-    proxy_blocks=[-1],  # the reference's segmentation and most VTAB configs
-    block_reduction='mean',
-    # scale_ratio: the reference's r (its configs: 5); pos_normalization
-    # 'all' is the reference's mean over all proxies (docs/davpt.md).
-    patch_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32., delta=0.1,
-                    scale_ratio=1.0, pos_normalization='all',
-                    loss_weight=0.05),  # beta (segmentation default)
-    cls_loss=dict(type='mmship.ProxyAnchorLoss', alpha=32., delta=0.1,
-                  scale_ratio=1.0, pos_normalization='all',
-                  loss_weight=0.05),  # lambda
-    bias_tuning=[],
-    plus=None,  # DA-VPT+ presets: 'paper' (b_V) or 'reference'
-    dropout=0.1)))
-custom_hooks = [dict(type='DAVPTMappingHook', images_per_class=10,
-                     class_mean_norm='l2', by_epoch=False)]
+_base_ = ['./_base_camvid-upernet_dinov2-s14.py',
+          './_base_davpt_camvid_dinov2-s14.py']
+model = dict(backbone=dict(prompt={{_base_.davpt_camvid_prompt}}))
+custom_hooks = {{_base_.davpt_camvid_hooks}}

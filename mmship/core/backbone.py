@@ -16,6 +16,7 @@ Per block the engine asks the method for one ``BlockPlan`` and hands it one
 to read block outputs (offline tools, DA-VPT's features, SHIP's hierarchy).
 """
 import fnmatch
+import functools
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
@@ -80,21 +81,17 @@ def block_core(layer, ops_cls, x: Tensor, kept: List[Tensor],
     return tokens[:, :n], kept_out, cls_attn, cls_query
 
 
-_COMPILED = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _compiled_block_core():
     """``block_core`` under ``torch.compile``, made on first use.  A method
     has a few block structures, times training / eval; the recompile limit
     is raised so that none of them falls back to eager."""
-    if 'core' not in _COMPILED:
-        import torch._dynamo
-        config = torch._dynamo.config
-        for name in ('recompile_limit', 'cache_size_limit'):
-            if hasattr(config, name):
-                setattr(config, name, max(getattr(config, name), 64))
-        _COMPILED['core'] = torch.compile(block_core, dynamic=False)
-    return _COMPILED['core']
+    import torch._dynamo
+    config = torch._dynamo.config
+    for name in ('recompile_limit', 'cache_size_limit'):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), 64))
+    return torch.compile(block_core, dynamic=False)
 
 
 class PromptedBackboneMixin:

@@ -2,28 +2,14 @@
 import pytest
 import torch
 
+from clusters import pairs, partition
 from mmship.core.kmeans import cluster_means, spherical_kmeans
 
 
-def _pairs(num_pairs=3, dim=8, noise=0.01, seed=0):
-    """Points in tight pairs: points 2j and 2j+1 are near-identical."""
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.randn(num_pairs, dim, generator=g) * 3
-    points = centres.repeat_interleave(2, 0)
-    return points + noise * torch.randn(points.shape, generator=g)
-
-
-def _partition(assign):
-    groups = {}
-    for i, k in enumerate(assign.tolist()):
-        groups.setdefault(k, set()).add(i)
-    return sorted(map(sorted, groups.values()))
-
-
 def test_kmeans_recovers_tight_pairs_deterministically():
-    points = _pairs()
+    points = pairs()
     assign, cent = spherical_kmeans(points, 3, seed=0)
-    assert _partition(assign) == [[0, 1], [2, 3], [4, 5]]
+    assert partition(assign) == [[0, 1], [2, 3], [4, 5]]
     assert cent.shape == (3, 8)
     torch.testing.assert_close(cent.norm(dim=1), torch.ones(3))
     again, _ = spherical_kmeans(points, 3, seed=0)
@@ -34,7 +20,7 @@ def test_kmeans_clusters_by_direction_not_norm():
     # two directions, very different norms within each
     x = torch.tensor([[1.0, 0.0], [100.0, 1.0], [0.0, 1.0], [1.0, 50.0]])
     assign, _ = spherical_kmeans(x, 2, seed=0)
-    assert _partition(assign) == [[0, 1], [2, 3]]
+    assert partition(assign) == [[0, 1], [2, 3]]
 
 
 def test_kmeans_never_leaves_a_cluster_empty():

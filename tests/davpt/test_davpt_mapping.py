@@ -20,27 +20,13 @@ from mmship.davpt import (DAVPTMappingHook, class_patch_weights,
 from mmship.davpt.mapping import (check_dataset_labels, kmeans_input,
                                   load_mapping)
 from mmship.registry import HOOKS
+from clusters import pairs, partition
 from tiny import PRETRAIN_ARGS, SEG_ARGS
 
 D = 32
 
 
 # -- k-means ----------------------------------------------------------------------
-def _pairs(num_pairs=3, dim=8, noise=0.01, seed=0):
-    """Class means in tight pairs: classes 2j and 2j+1 are near-identical."""
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.randn(num_pairs, dim, generator=g) * 3
-    means = centres.repeat_interleave(2, 0)
-    return means + noise * torch.randn(means.shape, generator=g)
-
-
-def _partition(mapping):
-    groups = {}
-    for c, k in enumerate(mapping.tolist()):
-        groups.setdefault(k, set()).add(c)
-    return sorted(map(sorted, groups.values()))
-
-
 def test_identity_mapping_when_classes_fit_the_proxies():
     means = torch.randn(4, 8)
     res = cluster_classes(means, torch.ones(4, dtype=torch.long), 10)
@@ -51,10 +37,10 @@ def test_identity_mapping_when_classes_fit_the_proxies():
 
 
 def test_more_classes_than_proxies_and_unseen_classes():
-    means = _pairs()
+    means = pairs()
     counts = torch.full((6, ), 3)
     res = cluster_classes(means, counts, 3)
-    assert _partition(res.mapping) == [[0, 1], [2, 3], [4, 5]]
+    assert partition(res.mapping) == [[0, 1], [2, 3], [4, 5]]
     assert res.moved is None
     counts[5] = 0                           # class 5 never seen
     res2 = cluster_classes(means, counts, 3)
@@ -65,7 +51,7 @@ def test_more_classes_than_proxies_and_unseen_classes():
 
 
 def test_reclustering_from_previous_centroids_counts_moves():
-    means = _pairs()
+    means = pairs()
     counts = torch.full((6, ), 3)
     first = cluster_classes(means, counts, 3)
     # same means again: nothing moves, proxy indices are kept
@@ -235,9 +221,9 @@ def test_class_mean_norm_layer_centres_each_mean_before_kmeans():
     counts = torch.full((4, ), 10)
     raw = cluster_classes(means, counts, 2, class_mean_norm='l2')
     layer = cluster_classes(means, counts, 2, class_mean_norm='layer')
-    assert _partition(raw.mapping) == [[0, 2], [1, 3]]
-    assert _partition(layer.mapping) == [[0, 1], [2, 3]]
-    assert _partition(cluster_classes(means, counts, 2,
+    assert partition(raw.mapping) == [[0, 2], [1, 3]]
+    assert partition(layer.mapping) == [[0, 1], [2, 3]]
+    assert partition(cluster_classes(means, counts, 2,
                                       class_mean_norm='none').mapping) == \
         [[0, 2], [1, 3]]
 
@@ -300,7 +286,7 @@ def test_hook_computes_saves_and_reclusters(tmp_path):
                             recluster_interval=2)
     hook.before_train(runner)
     assert prompter.mapping_ready
-    assert _partition(prompter.class_to_proxy) == [[0, 1], [2, 3], [4, 5]]
+    assert partition(prompter.class_to_proxy) == [[0, 1], [2, 3], [4, 5]]
     saved = json.load(open(tmp_path / 'davpt_class_mapping.json'))
     assert saved['mapping'] == prompter.class_to_proxy.tolist()
     assert saved['stage'] == 'initial' and saved['moved'] is None
@@ -501,7 +487,7 @@ def test_hook_under_two_processes_broadcasts_rank0(tmp_path):
         p.join(timeout=60)
         assert p.exitcode == 0
     assert results[0] == results[1]
-    assert _partition(torch.tensor(results[0][0])) == [[0, 1], [2, 3], [4, 5]]
+    assert partition(torch.tensor(results[0][0])) == [[0, 1], [2, 3], [4, 5]]
 
 
 def test_hook_pipeline_rebuilds_the_training_set(tmp_path):
@@ -531,7 +517,7 @@ def test_hook_pipeline_rebuilds_the_training_set(tmp_path):
     assert hook._dataset is not runner.train_dataloader.dataset
     assert [type(t).__name__ for t in hook._dataset.pipeline.transforms] == \
         ['LoadImageFromFile', 'Resize', 'PackInputs']
-    assert _partition(model.backbone.prompter.class_to_proxy) == \
+    assert partition(model.backbone.prompter.class_to_proxy) == \
         [[0, 1], [2, 3], [4, 5]]
     saved = json.load(open(tmp_path / 'davpt_class_mapping.json'))
     assert saved['images_per_class'] == [2] * 6
