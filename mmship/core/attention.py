@@ -1,14 +1,24 @@
 """The one attention used by every prompted block, coupled (VPT) or decoupled
 (SHIP, docs/ship.md "Decoupled attention").
 
-Token layout inside a block is ``[instances (CLS + patches), prompts]``: prompts
-are appended after the instance tokens, so instance outputs are the leading
-``num_instances`` rows and no gather/scatter is ever needed.
+Two layouts (``backbone.block_core`` picks one per block):
+
+* ``joint``: one token tensor ``[instances (CLS + patches), kept prompts,
+  lent prompts]``, one qkv GEMM over all tokens; instance outputs are the
+  leading rows.  Fewest kernel launches; coupled attention always runs so.
+* ``streams`` (decoupled attention, large blocks): instances and prompts are
+  two streams.  Decoupled instance rows never attend over both key sets at
+  once, so the instance stream runs the host's own kernels on the host's
+  tensors and no (B, N + P, D) token tensor is concatenated or sliced; only
+  the kept prompts' P2IP joins the keys.  Less memory traffic, more (small)
+  launches.
 
 Everything goes through ``F.scaled_dot_product_attention``; no N x N attention
 matrix is materialised.  The only explicit softmax is the optional CLS row
 (1 x N per head), used by methods that rank patches by CLS attention.
 """
+
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -56,48 +66,75 @@ class PromptAttention(nn.Module):
         self.lambda_d = lambda_d
         self.prompt_update = prompt_update
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, num_instances: int,
-                dropout_p: float = 0.0, normed: Tensor = None) -> Tensor:
-        """k, v: (B, heads, N, head_dim), N = num_instances + prompts; q has
-        the same rows, or the instance rows and the kept prompts' rows only
-        (``BlockSpec.kept``: the prompt outputs that the next block carries
-        or ``after_block`` reads; the other prompts only lend k and v).
-        ``normed``: the block's normalised input tokens (B, N, D) (needed by
-        ``prompt_update='bypass'``).
+    def joint(self, q: Tensor, k: Tensor, v: Tensor, num_instances: int,
+              dropout_p: float = 0.0, normed: Optional[Tensor] = None
+              ) -> Tensor:
+        """Attention on one token tensor ``[instances, kept prompts, lent
+        prompts]``: k, v (B, heads, N, head_dim) hold every token, q the
+        rows to compute (the instances and the kept prompts;
+        ``BlockSpec.kept``).  ``normed``: the block's normalised input
+        tokens (B, N, D) (needed by ``prompt_update='bypass'``).
 
         Returns the attention output for the rows of ``q``.
         """
-        num_prompts = k.shape[2] - num_instances
-        if num_prompts and q.shape[2] > num_instances and \
-                self.prompt_update == 'bypass':
-            return self._bypass(q, k, v, num_instances, dropout_p, normed)
-        if not self.decoupled or num_prompts == 0:
+        n = num_instances
+        if q.shape[2] > n and self.prompt_update == 'bypass':
+            out = self.joint(q[:, :, :n], k, v, n, dropout_p)
+            kept = None if normed is None else normed[:, n:q.shape[2]]
+            return torch.cat([out, self._bypass(kept, q.shape[1], out.dtype)],
+                             dim=2)
+        if not self.decoupled or k.shape[2] == n:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        q_x = q[:, :, :num_instances]
-        k_x, k_p = k.split([num_instances, num_prompts], dim=2)
-        v_x, v_p = v.split([num_instances, num_prompts], dim=2)
-        i2i = F.scaled_dot_product_attention(q_x, k_x, v_x, dropout_p=dropout_p)
-        i2p = F.scaled_dot_product_attention(q_x, k_p, v_p, dropout_p=dropout_p)
-        out = torch.lerp(i2i, i2p, self.lambda_d)
-        if q.shape[2] == num_instances:
+        k_x, k_p = k.split([n, k.shape[2] - n], dim=2)
+        v_x, v_p = v.split([n, v.shape[2] - n], dim=2)
+        out, _ = self.streams(q[:, :, :n], k_x, v_x, k_p, v_p,
+                              dropout_p=dropout_p)
+        if q.shape[2] == n:
             return out
-        p2ip = F.scaled_dot_product_attention(q[:, :, num_instances:], k, v,
+        p2ip = F.scaled_dot_product_attention(q[:, :, n:], k, v,
                                               dropout_p=dropout_p)
         return torch.cat([out, p2ip], dim=2)
 
-    def _bypass(self, q, k, v, num_instances, dropout_p, normed):
-        """Instance rows as usual; prompt rows (those of ``q``) are
-        ``LN1(p)`` split into heads (the head merge of the block gives
-        ``LN1(p)`` back)."""
-        if normed is None:
-            raise ValueError("prompt_update='bypass' needs the block's "
-                             'normalised input tokens (`normed`).')
-        out = self.forward(q[:, :, :num_instances], k, v, num_instances,
-                           dropout_p)
-        B, H, rows = q.shape[:3]
-        p = normed[:, num_instances:rows]
-        p = p.reshape(B, p.shape[1], H, -1).transpose(1, 2)
-        return torch.cat([out, p.to(out.dtype)], dim=2)
+    def streams(self, q: Tensor, k: Tensor, v: Tensor, k_p: Tensor,
+                v_p: Tensor, q_p: Optional[Tensor] = None,
+                dropout_p: float = 0.0, normed_p: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Decoupled attention on two streams: q, k, v (B, heads, N,
+        head_dim) are the instance tokens', ``k_p``, ``v_p`` (B, heads, P,
+        head_dim) every prompt's entering the block, ``q_p`` (B, heads, R,
+        head_dim) the kept prompts' queries (None when none is kept).
+        ``normed_p``: the kept prompts' normalised inputs (B, R, D) (needed
+        by ``prompt_update='bypass'``).
+
+        Returns the attention output of the instance rows, and of the kept
+        prompt rows (None without ``q_p``).
+        """
+        if not self.decoupled:
+            raise RuntimeError('Coupled attention runs on one token tensor '
+                               '(PromptAttention.joint): each query has one '
+                               'softmax over every key.')
+        i2i = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        i2p = F.scaled_dot_product_attention(q, k_p, v_p, dropout_p=dropout_p)
+        out = torch.lerp(i2i, i2p, self.lambda_d)
+        if q_p is None:
+            return out, None
+        if self.prompt_update == 'bypass':
+            return out, self._bypass(normed_p, q_p.shape[1], out.dtype)
+        # P2IP: the only softmax over both key sets
+        return out, F.scaled_dot_product_attention(
+            q_p, torch.cat([k, k_p], dim=2), torch.cat([v, v_p], dim=2),
+            dropout_p=dropout_p)
+
+    @staticmethod
+    def _bypass(normed_p: Optional[Tensor], num_heads: int, dtype):
+        """Prompt rows are ``LN1(p)`` split into heads (the head merge of the
+        block gives ``LN1(p)`` back)."""
+        if normed_p is None:
+            raise ValueError("prompt_update='bypass' needs the normalised "
+                             'inputs of the kept prompts.')
+        B, R, _ = normed_p.shape
+        return normed_p.reshape(B, R, num_heads, -1).transpose(1, 2) \
+            .to(dtype)
 
     def extra_repr(self) -> str:
         update = '' if self.prompt_update == 'attend' else \
@@ -107,9 +144,10 @@ class PromptAttention(nn.Module):
         return f'decoupled=False{update}'
 
 
-def cls_attention(q: Tensor, k: Tensor, num_instances: int) -> Tensor:
+def cls_attention(q: Tensor, k: Tensor) -> Tensor:
     """Softmax attention of the CLS query (token 0) over the patch tokens,
-    averaged over heads: (B, num_instances - 1).
+    averaged over heads: (B, N - 1) for the instance queries and keys q, k
+    (B, heads, N, head_dim).
 
     Computed over instance keys only.  Under decoupled attention this is the
     I2I softmax itself; under coupled attention prompt keys would rescale
@@ -121,7 +159,7 @@ def cls_attention(q: Tensor, k: Tensor, num_instances: int) -> Tensor:
     # top patches.
     with torch.autocast(q.device.type, enabled=False):
         logits = (q[:, :, :1].float() * scale) @ \
-            k[:, :, :num_instances].float().transpose(-2, -1)
+            k.float().transpose(-2, -1)
     probs = logits.softmax(dim=-1).mean(dim=1).squeeze(1)
     return probs[:, 1:]
 

@@ -29,8 +29,14 @@ from .method import (DELTA_TARGETS, PLAIN_SPEC, BlockPlan, BlockResult,
 from .prompter import build_method
 
 
+#: Instance tokens (batch x tokens) from which decoupled blocks run as two
+#: streams (``block_core``); between the two measured sizes, 12.6k and 50k.
+STREAMS_MIN_TOKENS = 32768
+
+
 def prompted_block(ops, x: Tensor, plan: BlockPlan, compiled: bool = False):
-    """One transformer block over ``[x, kept prompts, lent prompts]``.
+    """One transformer block over the instance tokens ``x`` and the plan's
+    prompts.
 
     Kept prompts (``plan.spec.kept``) go through the whole block; the other
     prompts only lend their keys and values: their queries, attention
@@ -57,28 +63,72 @@ def block_core(layer, ops_cls, x: Tensor, kept: List[Tensor],
                record_cls_query: bool, deltas: dict):
     """The tensor work of ``prompted_block``.  Prompts come as lists, not
     named, and the block as its layer module, so that ``torch.compile``
-    makes one graph per block structure, not one per block."""
+    makes one graph per block structure, not one per block.
+
+    The layout (``attention.py``): one token tensor, or two streams for
+    decoupled attention in blocks of at least ``STREAMS_MIN_TOKENS``
+    instance tokens (batch x tokens).  Two streams move less memory but
+    launch more small kernels, so they pay where the GPU, not the launch
+    queue, is the bound (H200, ViT-B/16 SHIP K=10, bf16:
+    docs/performance.md): at batch 256 (50k tokens) 93.8 against 107.3 ms
+    a step, at batch 64 (12.6k) 53.9 against 36.4 ms."""
     ops = ops_cls(layer)
+    # The block's own mode, not the backbone's: frozen blocks stay in eval
+    # mode while a method trains, so their attention dropout is off like the
+    # rest of their dropout.
+    dropout_p = ops.attn_drop if layer.training else 0.0
+    if attention.decoupled and (kept or lent) and \
+            x.shape[0] * x.shape[1] >= STREAMS_MIN_TOKENS:
+        return _two_streams(ops, x, kept, lent, attention, dropout_p,
+                            record_cls_attention, record_cls_query, deltas)
     n = x.shape[1]
     tokens = torch.cat([x] + kept + lent, dim=1) if kept or lent else x
     normed = ops.norm1(tokens)
     q, k, v = ops.qkv(normed, deltas)
     rows = n + sum(p.shape[1] for p in kept)
-    if rows < tokens.shape[1]:
-        q, tokens = q[:, :, :rows], tokens[:, :rows]
-    # The block's own mode, not the backbone's: frozen blocks stay in eval
-    # mode while a method trains, so their attention dropout is off like the
-    # rest of their dropout.
-    o = attention(q, k, v, n,
-                  dropout_p=ops.attn_drop if layer.training else 0.0,
-                  normed=normed)
-    cls_attn = cls_attention(q, k, n) if record_cls_attention else None
+    q, tokens = _leading(q, rows, 2), _leading(tokens, rows, 1)
+    o = attention.joint(q, k, v, n, dropout_p, normed)
+    cls_attn = cls_attention(q, k[:, :, :n]) if record_cls_attention else None
     cls_query = q[:, :, 0].flatten(1) if record_cls_query else None
     tokens = ops.ffn_residual(ops.attn_residual(tokens, o, deltas))
     if not kept:   # no slice: its backward would write a zero-filled copy
         return tokens, [], cls_attn, cls_query
     kept_out = list(tokens[:, n:].split([p.shape[1] for p in kept], 1))
     return tokens[:, :n], kept_out, cls_attn, cls_query
+
+
+def _two_streams(ops, x: Tensor, kept: List[Tensor], lent: List[Tensor],
+                 attention, dropout_p: float, record_cls_attention: bool,
+                 record_cls_query: bool, deltas: dict):
+    """The decoupled block.  The instance stream is the host block on the
+    host's tensors (same kernels, same shapes); the prompts, a few tokens,
+    get their own norm, qkv and (kept rows only) projection and FFN, and
+    meet the instances only in the attention."""
+    q, k, v = ops.qkv(ops.norm1(x), deltas)
+    cls_attn = cls_attention(q, k) if record_cls_attention else None
+    cls_query = q[:, :, 0].flatten(1) if record_cls_query else None
+    prompts = kept + lent
+    p = torch.cat(prompts, dim=1) if len(prompts) > 1 else prompts[0]
+    rows = sum(t.shape[1] for t in kept)
+    normed_p = ops.norm1(p)
+    q_p, k_p, v_p = ops.qkv(normed_p, deltas)
+    o, o_p = attention.streams(
+        q, k, v, k_p, v_p, _leading(q_p, rows, 2) if rows else None,
+        dropout_p, _leading(normed_p, rows, 1))
+    x_out = ops.ffn_residual(ops.attn_residual(x, o, deltas))
+    if not rows:
+        return x_out, [], cls_attn, cls_query
+    p_out = ops.ffn_residual(ops.attn_residual(_leading(p, rows, 1), o_p,
+                                               deltas))
+    kept_out = list(p_out.split([t.shape[1] for t in kept], 1)) \
+        if len(kept) > 1 else [p_out]
+    return x_out, kept_out, cls_attn, cls_query
+
+
+def _leading(t: Tensor, rows: int, dim: int) -> Tensor:
+    """The first ``rows`` entries of ``dim``; ``t`` itself when that is all
+    of it (a full-range slice's backward writes a zero-filled copy)."""
+    return t if t.shape[dim] == rows else t.narrow(dim, 0, rows)
 
 
 @functools.lru_cache(maxsize=None)

@@ -8,6 +8,7 @@ output projection take a method's parameter deltas (``method.py``:
 from typing import Dict, Optional
 
 import torch.nn.functional as F
+from mmcv.cnn.bricks.transformer import FFN
 from torch import Tensor
 
 from .method import Delta, LowRank
@@ -27,6 +28,16 @@ def delta_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     if isinstance(dw, LowRank):
         out = out + F.linear(F.linear(x, dw.down), dw.up) * dw.scale
     return out
+
+
+def ffn_residual(ffn, x: Tensor, identity: Tensor) -> Tensor:
+    """``ffn(x, identity=identity)``.  mmcv's ``FFN.forward`` sits behind a
+    deprecated-argument wrapper that inspects its signature on every call;
+    its body is run here directly (other FFNs, e.g. mmpretrain's SwiGLU, are
+    called)."""
+    if type(ffn) is FFN and ffn.add_identity:
+        return identity + ffn.dropout_layer(ffn.gamma2(ffn.layers(x)))
+    return ffn(x, identity=identity)
 
 
 class _BlockOps:
@@ -107,7 +118,7 @@ class SegBlockOps(_BlockOps):
         return x + attn.dropout_layer(attn.proj_drop(out))
 
     def ffn_residual(self, x: Tensor) -> Tensor:
-        return self.layer.ffn(self.layer.norm2(x), identity=x)
+        return ffn_residual(self.layer.ffn, self.layer.norm2(x), x)
 
 
 class PretrainBlockOps(_BlockOps):
@@ -144,4 +155,4 @@ class PretrainBlockOps(_BlockOps):
         return x + attn.out_drop(attn.gamma1(attn.proj_drop(out)))
 
     def ffn_residual(self, x: Tensor) -> Tensor:
-        return self.layer.ffn(self.layer.ln2(x), identity=x)
+        return ffn_residual(self.layer.ffn, self.layer.ln2(x), x)

@@ -60,19 +60,47 @@ def test_coupled_prompts_change_instance_outputs():
     assert not torch.allclose(host(img)[-1], twin(img)[-1], atol=1e-3)
 
 
-def test_decoupled_attention_matches_explicit_softmaxes():
+@pytest.mark.parametrize('decoupled', [True, False])
+@pytest.mark.parametrize('update', ['attend', 'bypass'])
+def test_attention_matches_explicit_softmaxes(decoupled, update):
+    """Instance rows: I2I and I2P mixed by lambda_d (decoupled; one token
+    tensor or two streams) or one softmax over all keys (coupled); kept prompt
+    rows: one softmax over all keys (attend) or their own normalised input
+    (bypass).  Prompts 0..1 are kept, 2 only lends its keys and values."""
     torch.manual_seed(1)
-    q, k, v = (torch.randn(2, 3, 7, 4) for _ in range(3))
-    n, lam = 5, 0.3
-    out = PromptAttention(decoupled=True, lambda_d=lam)(q, k, v, n)
+    q, k, v = (torch.randn(2, 3, 5, 4) for _ in range(3))
+    q_p, k_p, v_p = (torch.randn(2, 3, 3, 4) for _ in range(3))
+    normed_p = torch.randn(2, 3, 12)
+    lam = 0.3
+    attention = PromptAttention(decoupled=decoupled, lambda_d=lam,
+                                prompt_update=update)
+    k_all, v_all = torch.cat([k, k_p], 2), torch.cat([v, v_p], 2)
+    normed = torch.cat([torch.randn(2, 5, 12), normed_p], 1)
+    both = attention.joint(torch.cat([q, q_p[:, :, :2]], 2), k_all, v_all, 5,
+                           normed=normed)
+    results = [(both[:, :, :5], both[:, :, 5:])]
+    if decoupled:
+        results.append(attention.streams(q, k, v, k_p, v_p, q_p[:, :, :2],
+                                         normed_p=normed_p[:, :2]))
 
     def attend(q, k, v):
         return (q @ k.transpose(-2, -1) / 2.0).softmax(-1) @ v
 
-    want_x = (1 - lam) * attend(q[:, :, :n], k[:, :, :n], v[:, :, :n]) + \
-        lam * attend(q[:, :, :n], k[:, :, n:], v[:, :, n:])
-    want_p = attend(q[:, :, n:], k, v)
-    torch.testing.assert_close(out, torch.cat([want_x, want_p], 2))
+    want_x = (1 - lam) * attend(q, k, v) + lam * attend(q, k_p, v_p) \
+        if decoupled else attend(q, k_all, v_all)
+    want_p = attend(q_p[:, :, :2], k_all, v_all) if update == 'attend' \
+        else normed_p[:, :2].reshape(2, 2, 3, 4).transpose(1, 2)
+    for out, out_p in results:
+        torch.testing.assert_close(out, want_x)
+        torch.testing.assert_close(out_p, want_p)
+    if decoupled:  # lent prompts only: no prompt rows come back
+        assert attention.streams(q, k, v, k_p, v_p)[1] is None
+
+
+def test_coupled_attention_refuses_two_streams():
+    q = torch.randn(1, 1, 2, 4)
+    with pytest.raises(RuntimeError, match='one token tensor'):
+        PromptAttention(decoupled=False).streams(q, q, q, q, q)
 
 
 @pytest.mark.parametrize('pair', [seg_pair, pretrain_pair])
@@ -175,9 +203,9 @@ def test_cls_attention_ranks_from_fp32_logits_under_autocast():
     torch.manual_seed(0)
     q = torch.randn(2, 2, 50, 16)
     k = torch.randn(2, 2, 50, 16)
-    exact = cls_attention(q, k, 50)
+    exact = cls_attention(q, k)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        under = cls_attention(q, k, 50)
+        under = cls_attention(q, k)
     assert under.dtype == torch.float32
     torch.testing.assert_close(under, exact, atol=1e-6, rtol=1e-5)
 

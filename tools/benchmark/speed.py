@@ -103,8 +103,12 @@ def step_fns(model, batch, img, device, targets):
         feats = feats if isinstance(feats, (tuple, list)) else [feats]
         return feats, losses
 
+    # Modes switch only between timed loops: mmship's train() walks the
+    # module tree to keep frozen parts in eval mode, which a real run does
+    # once per epoch, not per step.
     def train_step():
-        model.train()
+        if not model.training:
+            model.train()
         with torch.autocast(device, dtype=dtype, enabled=device == 'cuda'):
             feats, losses = outputs(model)
             loss = sum(o.float().mean() for o in feats) + \
@@ -115,7 +119,8 @@ def step_fns(model, batch, img, device, targets):
 
     @torch.no_grad()
     def infer():
-        model.eval()
+        if model.training:
+            model.eval()
         with torch.autocast(device, dtype=dtype, enabled=device == 'cuda'):
             model(x)
 
@@ -206,11 +211,17 @@ def main():
     p.add_argument('--seg-batch', type=int, default=8)
     p.add_argument('--cls-batch', type=int, nargs='+', default=[64, 256])
     p.add_argument('--segmentor-batch', type=int, nargs='+', default=[8, 32])
+    p.add_argument('--segmentor-rows', nargs='+',
+                   help='whole-segmentor rows to run besides stock mmseg and '
+                   'mmship without prompts (default all)')
     p.add_argument('--compile-backend', default='inductor',
                    help="torch.compile backend of the segmentors' fast_head "
                    "(aot_eager: the CPU smoke test, no kernel build)")
     p.add_argument('--compile', action='store_true',
                    help='also every row with compile_blocks=True')
+    p.add_argument('--no-eager', action='store_true',
+                   help='with --compile: the compiled rows only (e.g. to fill '
+                   "inductor's cache from parallel processes)")
     p.add_argument('--methods', nargs='+',
                    help='row names to run (default all)')
     p.add_argument('--no-inference', action='store_true',
@@ -229,7 +240,10 @@ def main():
     device_name = torch.cuda.get_device_name() \
         if args.device == 'cuda' else 'cpu'
     print(f'device: {device_name}, torch {torch.__version__}, dims {dims}')
-    modes = ['eager'] + (['compiled'] if args.compile else [])
+    if args.no_eager and not args.compile:
+        p.error('--no-eager leaves no rows without --compile')
+    modes = ([] if args.no_eager else ['eager']) + \
+        (['compiled'] if args.compile else [])
     rows = methods(dims)
     if args.methods:
         unknown = sorted(set(args.methods) - set(rows))
@@ -282,13 +296,14 @@ def profile(runs, names, device):
     for name in names:
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
                                          if device == 'cuda' else [])
-        run = runs[(name, 'eager')]
+        mode = 'eager' if (name, 'eager') in runs else 'compiled'
+        run = runs[(name, mode)]
         with torch_profile(activities=acts) as prof:
             for _ in range(5):
                 run['train']()
             sync(device)
         key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
-        print(f'\n### profile (train, 5 calls): {name}')
+        print(f'\n### profile (train, 5 calls, {mode}): {name}')
         print(prof.key_averages().table(sort_by=key, row_limit=25,
                                         max_name_column_width=40))
 
@@ -365,6 +380,13 @@ def segmentor_tables(args):
     MMLogger.get_current_instance().setLevel(logging.ERROR)
     config = DEMO if args.tiny else VPT_ADE20K
     rows = segmentor_rows(6 if args.tiny else 12)
+    if args.segmentor_rows:
+        unknown = sorted(set(args.segmentor_rows) - set(rows))
+        if unknown:
+            raise SystemExit(f'unknown --segmentor-rows {unknown}; rows: '
+                             f'{sorted(rows)}')
+        rows = {n: r for n, r in rows.items() if n in args.segmentor_rows
+                or n in (STOCK, NO_PROMPTS)}
     for row in rows.values():
         if row.get('fast_head'):
             row['fast_head'] = dict(backend=args.compile_backend)
