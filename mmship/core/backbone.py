@@ -112,12 +112,13 @@ def _two_streams(ops, x: Tensor, kept: List[Tensor], lent: List[Tensor],
     rows = sum(t.shape[1] for t in kept)
     normed_p = ops.norm1(p)
     q_p, k_p, v_p = ops.qkv(normed_p, deltas)
-    o, o_p = attention.streams(
-        q, k, v, k_p, v_p, _leading(q_p, rows, 2) if rows else None,
-        dropout_p, _leading(normed_p, rows, 1))
+    if not rows:   # lent prompts only: no prompt row is computed
+        o, _ = attention.streams(q, k, v, k_p, v_p, dropout_p=dropout_p)
+        return ops.ffn_residual(ops.attn_residual(x, o, deltas)), [], \
+            cls_attn, cls_query
+    o, o_p = attention.streams(q, k, v, k_p, v_p, _leading(q_p, rows, 2),
+                               dropout_p, _leading(normed_p, rows, 1))
     x_out = ops.ffn_residual(ops.attn_residual(x, o, deltas))
-    if not rows:
-        return x_out, [], cls_attn, cls_query
     p_out = ops.ffn_residual(ops.attn_residual(_leading(p, rows, 1), o_p,
                                                deltas))
     kept_out = list(p_out.split([t.shape[1] for t in kept], 1)) \

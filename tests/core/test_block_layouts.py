@@ -20,8 +20,10 @@ DECOUPLED = {
 }
 
 
-def _step(pair, prompt, min_tokens, monkeypatch):
-    """Features, losses and gradients of one fp64 training step."""
+def _step(pair, prompt, min_tokens, monkeypatch, compile_blocks=False,
+          dtype=torch.float64):
+    """Features, losses, gradients of one training step, and how many
+    blocks ran as two streams."""
     monkeypatch.setattr(backbone, 'STREAMS_MIN_TOKENS', min_tokens)
     calls = []
     real = backbone._two_streams
@@ -34,12 +36,12 @@ def _step(pair, prompt, min_tokens, monkeypatch):
     torch.manual_seed(0)
     if prompt['type'] == 'SHIPPrompter':
         prompt = dict(prompt, prototypes=torch.randn(5, D))
-    _, twin = pair(prompt=prompt)
-    twin = twin.double().train()
+    _, twin = pair(prompt=prompt, compile_blocks=compile_blocks)
+    twin = twin.to(dtype).train()
     with torch.no_grad():
         for p in twin.prompter.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    img = torch.randn(2, 3, 32, 32, dtype=torch.float64, requires_grad=True)
+    img = torch.randn(2, 3, 32, 32, dtype=dtype, requires_grad=True)
     feats, losses = twin.forward_with_losses(img)
     feats = [f for o in feats
              for f in (o if isinstance(o, (list, tuple)) else [o])]
@@ -71,19 +73,14 @@ def test_coupled_attention_always_runs_on_one_token_tensor(monkeypatch):
 
 
 def test_compiled_two_streams_equal_eager(monkeypatch):
-    eager = _step(seg_pair, SHIP, 0, monkeypatch)
-    monkeypatch.setattr(backbone, 'STREAMS_MIN_TOKENS', 0)
-    torch.manual_seed(0)
-    _, twin = seg_pair(prompt=dict(SHIP, prototypes=torch.randn(5, D)),
-                       compile_blocks=True)
-    twin = twin.double().train()
-    with torch.no_grad():
-        for p in twin.prompter.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    img = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    feats, losses = twin.forward_with_losses(img)
-    for a, b in zip(eager[0], feats):
-        torch.testing.assert_close(a, b, atol=1e-8, rtol=1e-8)
-    for k in losses:
-        torch.testing.assert_close(eager[1][k], losses[k], atol=1e-8,
-                                   rtol=1e-8)
+    """fp32, as the contract suite's compiled test (inductor's CPU kernels
+    are built for the default dtype)."""
+    eager = _step(seg_pair, SHIP, 0, monkeypatch, dtype=torch.float32)
+    compiled = _step(seg_pair, SHIP, 0, monkeypatch, compile_blocks=True,
+                     dtype=torch.float32)
+    assert compiled[3] > 0
+    for a, b in zip(eager[0] + list(eager[1].values()),
+                    compiled[0] + list(compiled[1].values())):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for a, b in zip(eager[2], compiled[2]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
