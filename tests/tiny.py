@@ -14,7 +14,7 @@ DINO_ARGS = dict(arch=PRETRAIN_ARCH, img_size=28, patch_size=14,
                  layer_scale_init_value=1e-5, out_indices=(3, ))
 
 
-TWIN_ONLY = ('freeze_backbone', 'trainable', 'compile_blocks')
+TWIN_ONLY = ('freeze_backbone', 'trainable', 'compile_blocks', 'cuda_graph')
 
 
 def _split(kw):

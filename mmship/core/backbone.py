@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import cls_attention
+from .graphs import StepGraphs
 from .method import (DELTA_TARGETS, PLAIN_SPEC, BlockPlan, BlockResult,
                      PromptContext, TuningMethod)
 from .prompter import build_method
@@ -156,13 +157,19 @@ class PromptedBackboneMixin:
     num_extra_tokens: int = 1
     gradient_checkpointing: bool = False
     prompter: Optional[TuningMethod]
+    #: captured training steps (``cuda_graph=True``), else None
+    _graphs: Optional[StepGraphs] = None
 
     def _init_prompting(self, prompt: Optional[dict], freeze_backbone: bool,
                         trainable: Iterable[str], block_ops_cls, num_heads: int,
                         patch_size: int, embed_dims: int,
-                        compile_blocks: bool = False):
+                        compile_blocks: bool = False,
+                        cuda_graph: bool = False):
         #: run every block through torch.compile (``block_core``)
         self.compile_blocks = compile_blocks
+        #: capture the training forward and backward (``graphs.py``)
+        self.cuda_graph = cuda_graph
+        self._graphs = StepGraphs() if cuda_graph else None
         self.prompter = build_method(
             prompt, num_layers=len(self.layers), embed_dims=embed_dims,
             num_heads=num_heads, patch_size=patch_size)
@@ -221,6 +228,13 @@ class PromptedBackboneMixin:
         names = [n for n, _ in self.named_parameters()
                  if not n.startswith('prompter.')]
         return names[:3] + ['...'] + names[-2:]
+
+    def _apply(self, fn, *args, **kwargs):
+        # Graphs hold the parameters' old storage: moving or casting the
+        # backbone drops them (the next step captures anew).
+        if self._graphs is not None:
+            self._graphs.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True):
         """Frozen parts stay in eval mode (no dropout / drop-path)."""
@@ -281,12 +295,16 @@ class PromptedBackboneMixin:
     def forward_with_losses(self, inputs: Tensor, targets: Optional[dict] = None
                             ) -> Tuple[tuple, Dict[str, Tensor]]:
         """Features and the method's auxiliary losses (training only)."""
+        if self._graphs is not None:
+            captured = self._graphs.run(self, inputs, targets)
+            if captured is not None:
+                return captured
         ctx = self.make_context(inputs.shape[0], targets)
         outs = self._forward(inputs, ctx)
         return outs, ctx.losses
 
     def forward(self, inputs: Tensor) -> tuple:
-        return self._forward(inputs, self.make_context(inputs.shape[0]))
+        return self.forward_with_losses(inputs)[0]
 
     def forward_intermediates(self, inputs: Tensor,
                               indices: Optional[Sequence[int]] = None,

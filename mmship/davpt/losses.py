@@ -89,7 +89,7 @@ def proxy_anchor_loss(x: Tensor, proxies: Tensor, pos_mask: Tensor,
         neg_term = _log1p_sum_exp(alpha * (sim + delta), ~pos_mask)
         with_pos = pos_mask.any(dim=0)
         if pos_normalization == 'all':
-            num = pos_term.new_tensor(float(pos_mask.shape[1]))
+            num = float(pos_mask.shape[1])   # no host-to-device copy
         else:
             num = with_pos.sum().clamp(min=1)
         loss = (pos_term * with_pos).sum() / num + neg_term.mean()

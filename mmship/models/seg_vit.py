@@ -28,6 +28,9 @@ class PromptedSegViT(PromptedBackboneMixin, SegVisionTransformer):
             still train when frozen, e.g. ``['ln1.*']``.
         compile_blocks (bool): run every block through ``torch.compile``
             (one graph per block structure; docs/engine.md).
+        cuda_graph (bool): capture the training forward and backward as
+            CUDA graphs and replay them (for steps bound by kernel
+            launches; ``mmship/core/graphs.py``, docs/engine.md).
         **kwargs: ``mmseg.models.backbones.VisionTransformer`` arguments.
     """
     host_format = 'mmseg'
@@ -35,14 +38,15 @@ class PromptedSegViT(PromptedBackboneMixin, SegVisionTransformer):
     def __init__(self, prompt: Optional[dict] = None,
                  freeze_backbone: bool = True,
                  trainable: Iterable[str] = (), compile_blocks: bool = False,
-                 **kwargs):
+                 cuda_graph: bool = False, **kwargs):
         super().__init__(**kwargs)
         check_patch_multiple(self.img_size, self.patch_size)
         self._init_prompting(prompt, freeze_backbone, trainable, SegBlockOps,
                              num_heads=self.layers[0].attn.attn.num_heads,
                              patch_size=self.patch_size,
                              embed_dims=self.pos_embed.shape[-1],
-                             compile_blocks=compile_blocks)
+                             compile_blocks=compile_blocks,
+                             cuda_graph=cuda_graph)
 
     @property
     def pos_grid(self):

@@ -26,6 +26,9 @@ class PromptedViT(PromptedBackboneMixin, PretrainViT):
             still train when frozen.
         compile_blocks (bool): run every block through ``torch.compile``
             (one graph per block structure; docs/engine.md).
+        cuda_graph (bool): capture the training forward and backward as
+            CUDA graphs and replay them (for steps bound by kernel
+            launches; ``mmship/core/graphs.py``, docs/engine.md).
         **kwargs: ``mmpretrain.models.VisionTransformer`` arguments.
     """
     host_format = 'mmpretrain'
@@ -33,7 +36,7 @@ class PromptedViT(PromptedBackboneMixin, PretrainViT):
     def __init__(self, prompt: Optional[dict] = None,
                  freeze_backbone: bool = True,
                  trainable: Iterable[str] = (), compile_blocks: bool = False,
-                 **kwargs):
+                 cuda_graph: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.patch_size = self.patch_embed.projection.kernel_size[0]
         check_patch_multiple(self.img_size,
@@ -43,7 +46,8 @@ class PromptedViT(PromptedBackboneMixin, PretrainViT):
                              num_heads=self.arch_settings['num_heads'],
                              patch_size=self.patch_size,
                              embed_dims=self.embed_dims,
-                             compile_blocks=compile_blocks)
+                             compile_blocks=compile_blocks,
+                             cuda_graph=cuda_graph)
 
     @property
     def pos_grid(self):

@@ -172,3 +172,48 @@ def test_tap_runs_the_method_as_at_inference_in_training_mode(method):
     twin.train()
     got, = twin.forward_intermediates(img, [-1])
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('method,host', CASES)
+def test_cuda_graph_steps_equal_eager(method, host):
+    """Captured training steps (cuda_graph=True) give eager mode's
+    features, losses and gradients, step after step, while the parameters
+    change in place between them."""
+    _, eager = _build(method, host)
+    _randomise(eager.prompter)
+    _, graphed = _build(method, host, cuda_graph=True)
+    graphed.load_state_dict(eager.state_dict())
+    models = [eager.cuda().train(), graphed.cuda().train()]
+    _, targets = METHODS[method]
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    for step in range(3):
+        img = torch.randn(4, 3, 32, 32, device='cuda')
+        tgt = None if targets is None else {
+            k: v.cuda() if torch.is_tensor(v) else v
+            for k, v in targets(4).items()}
+        results = []
+        for model in models:
+            feats, losses = model.forward_with_losses(img, tgt)
+            feats = [f.clone() for f in feats]   # static buffers
+            loss = sum(f.pow(2).mean() for f in feats) + \
+                sum(losses.values(), img.new_zeros(()))
+            loss.backward()
+            params = [p for p in model.parameters() if p.requires_grad]
+            results.append((feats, {k: v.detach().clone()
+                                    for k, v in losses.items()},
+                            [p.grad.clone() for p in params]))
+            with torch.no_grad():
+                for p in params:
+                    p.sub_(0.1 * p.grad)
+                    p.grad = None
+        (f_e, l_e, g_e), (f_g, l_g, g_g) = results
+        for a, b in zip(f_e, f_g):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        assert set(l_e) == set(l_g)
+        for k in l_e:
+            torch.testing.assert_close(l_e[k], l_g[k], atol=1e-5, rtol=1e-5)
+        for a, b in zip(g_e, g_g):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert len(graphed._graphs) == 1   # one signature, captured once

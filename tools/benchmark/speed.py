@@ -1,16 +1,22 @@
 """Training-step and inference time of the tuning methods, as ratios measured
 in one process: to a frozen timm ViT (the reference) and to mmship's own
-method-free backbone run the same way (eager, or ``compile_blocks``).
+method-free backbone run the same way (eager, ``compile_blocks``,
+``cuda_graph``, or both).
 
     python tools/benchmark/speed.py                     # ViT-B/16, GPU, bf16
     python tools/benchmark/speed.py --compile           # + compiled blocks
+    python tools/benchmark/speed.py --cuda-graph        # + captured steps
     python tools/benchmark/speed.py --device cpu --tiny --iters 2   # smoke
     python tools/benchmark/speed.py --tasks segmentor   # whole segmentors
 
 Training step = forward + backward to the input image (the frozen baseline
 also back-propagates through every block, as prompts at block 0 need),
 under bf16 autocast on the GPU.  Inference = forward in eval mode under
-no_grad.  Memory = the peak one training step adds to what is resident.
+no_grad.  Memory = the peak one training step adds to what is resident
+(not for ``cuda_graph`` rows, whose step memory stays resident in the
+graph's pool).  Every row stays resident while the rounds interleave, so
+graphed rows hold one step's activations each: at ViT-B batch 256 name a
+few rows (``--methods``), not all of them.
 
 ``--tasks segmentor``: the whole segmentor's training step (data
 preprocessor, backbone, neck, both heads and their losses, backward,
@@ -62,18 +68,27 @@ def methods(dims) -> dict:
     }
 
 
-def build(task, dims, prompt, img, compile_blocks):
+#: row mode -> backbone switches
+MODES = {
+    'eager': dict(),
+    'compiled': dict(compile_blocks=True),
+    'graphed': dict(cuda_graph=True),
+    'compiled+graphed': dict(compile_blocks=True, cuda_graph=True),
+}
+
+
+def build(task, dims, prompt, img, mode):
+    switches = MODES[mode]
     if task == 'seg':
         return PromptedSegViT(img_size=img, patch_size=16, out_indices=(
             dims['num_layers'] // 4 - 1, dims['num_layers'] // 2 - 1,
             3 * dims['num_layers'] // 4 - 1, dims['num_layers'] - 1),
-            prompt=prompt, compile_blocks=compile_blocks, **dims)
+            prompt=prompt, **switches, **dims)
     arch = dict(embed_dims=dims['embed_dims'], num_layers=dims['num_layers'],
                 num_heads=dims['num_heads'],
                 feedforward_channels=dims['embed_dims'] * dims['mlp_ratio'])
     return PromptedViT(arch=arch, img_size=img, patch_size=16,
-                       out_type='cls_token', prompt=prompt,
-                       compile_blocks=compile_blocks)
+                       out_type='cls_token', prompt=prompt, **switches)
 
 
 def build_timm(dims, img):
@@ -219,9 +234,12 @@ def main():
                    "(aot_eager: the CPU smoke test, no kernel build)")
     p.add_argument('--compile', action='store_true',
                    help='also every row with compile_blocks=True')
+    p.add_argument('--cuda-graph', action='store_true',
+                   help='also every row with cuda_graph=True (and with '
+                   '--compile, with both)')
     p.add_argument('--no-eager', action='store_true',
-                   help='with --compile: the compiled rows only (e.g. to fill '
-                   "inductor's cache from parallel processes)")
+                   help='without the eager rows (e.g. to fill inductor\'s '
+                   'cache from parallel processes)')
     p.add_argument('--methods', nargs='+',
                    help='row names to run (default all)')
     p.add_argument('--no-inference', action='store_true',
@@ -240,10 +258,14 @@ def main():
     device_name = torch.cuda.get_device_name() \
         if args.device == 'cuda' else 'cpu'
     print(f'device: {device_name}, torch {torch.__version__}, dims {dims}')
-    if args.no_eager and not args.compile:
-        p.error('--no-eager leaves no rows without --compile')
-    modes = ([] if args.no_eager else ['eager']) + \
-        (['compiled'] if args.compile else [])
+    if args.no_eager and not (args.compile or args.cuda_graph):
+        p.error('--no-eager leaves no rows without --compile or --cuda-graph')
+    if args.cuda_graph and args.device != 'cuda':
+        p.error('--cuda-graph needs --device cuda')
+    modes = [m for m in MODES
+             if (m != 'eager' or not args.no_eager)
+             and (args.compile or 'compiled' not in m)
+             and (args.cuda_graph or 'graphed' not in m)]
     rows = methods(dims)
     if args.methods:
         unknown = sorted(set(args.methods) - set(rows))
@@ -263,8 +285,7 @@ def main():
             runs[(reference, 'timm')] = build_timm(dims, img)
         for mode in modes:
             for name, prompt in rows.items():
-                runs[(name, mode)] = build(task, dims, prompt, img,
-                                           mode == 'compiled')
+                runs[(name, mode)] = build(task, dims, prompt, img, mode)
         for key, model in list(runs.items()):
             model = model.to(args.device)
             method = getattr(model, 'prompter', None)
@@ -276,8 +297,10 @@ def main():
             for _ in range(args.warmup):
                 train()
                 infer()
+            graphed = 'graphed' in key[1]
             runs[key] = dict(train=train, infer=infer, model=model,
-                             mem=step_memory(train, args.device),
+                             mem=float('nan') if graphed else
+                             step_memory(train, args.device),
                              t_train=float('inf'), t_infer=float('inf'))
         measure(runs, args)
         print_table(runs, (reference, 'timm') if reference else
@@ -296,16 +319,17 @@ def profile(runs, names, device):
     for name in names:
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
                                          if device == 'cuda' else [])
-        mode = 'eager' if (name, 'eager') in runs else 'compiled'
+        mode = next(m for m in MODES if (name, m) in runs)
         run = runs[(name, mode)]
         with torch_profile(activities=acts) as prof:
             for _ in range(5):
                 run['train']()
             sync(device)
-        key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
+        key = 'self_cuda_time_total' if device == 'cuda' \
+            else 'self_cpu_time_total'
         print(f'\n### profile (train, 5 calls, {mode}): {name}')
-        print(prof.key_averages().table(sort_by=key, row_limit=25,
-                                        max_name_column_width=40))
+        print(prof.key_averages().table(sort_by=key, row_limit=40,
+                                        max_name_column_width=60))
 
 
 # -- whole segmentors -----------------------------------------------------
@@ -315,6 +339,7 @@ SHIP_ADE20K = osp.join(ROOT, 'configs', 'ship_vit-b_ade20k.py')
 DEMO = osp.join(ROOT, 'configs', 'demo.py')  # the same structure, tiny
 STOCK = 'mmseg EncoderDecoder + VisionTransformer, frozen'
 NO_PROMPTS = 'mmship, no prompts'
+NO_PROMPTS_GRAPHED = NO_PROMPTS + ', cuda_graph'
 
 
 def segmentor_rows(num_layers: int) -> dict:
@@ -331,6 +356,11 @@ def segmentor_rows(num_layers: int) -> dict:
         'VPT-deep 10': dict(fast_head=True),
         'SHIP (6 groups, SIP 50, SSP 10, AP 10, PML)': dict(
             prompt=ship, fast_head=True),
+        NO_PROMPTS_GRAPHED: dict(prompt=None, fast_head=True,
+                                 cuda_graph=True),
+        'VPT-deep 10, cuda_graph': dict(fast_head=True, cuda_graph=True),
+        'SHIP, cuda_graph': dict(prompt=ship, fast_head=True,
+                                 cuda_graph=True),
     }
 
 
@@ -356,6 +386,7 @@ def build_segmentor(config: str, row: dict, device: str):
         model_cfg.pop('fast_head', None)
     else:
         model_cfg.fast_head = row['fast_head']
+        model_cfg.backbone.cuda_graph = row.get('cuda_graph', False)
         if 'prompt' in row:
             model_cfg.backbone.prompt = row['prompt']
     model = revert_sync_batchnorm(build_model(cfg)).to(device)
@@ -380,13 +411,17 @@ def segmentor_tables(args):
     MMLogger.get_current_instance().setLevel(logging.ERROR)
     config = DEMO if args.tiny else VPT_ADE20K
     rows = segmentor_rows(6 if args.tiny else 12)
+    if args.device != 'cuda':   # capture needs CUDA; on the CPU they are eager
+        rows = {n: r for n, r in rows.items() if not r.get('cuda_graph')}
     if args.segmentor_rows:
         unknown = sorted(set(args.segmentor_rows) - set(rows))
         if unknown:
             raise SystemExit(f'unknown --segmentor-rows {unknown}; rows: '
                              f'{sorted(rows)}')
         rows = {n: r for n, r in rows.items() if n in args.segmentor_rows
-                or n in (STOCK, NO_PROMPTS)}
+                or n in (STOCK, NO_PROMPTS)
+                or (n == NO_PROMPTS_GRAPHED and any(
+                    rows[m].get('cuda_graph') for m in args.segmentor_rows))}
     for row in rows.values():
         if row.get('fast_head'):
             row['fast_head'] = dict(backend=args.compile_backend)
@@ -413,13 +448,16 @@ def segmentor_tables(args):
         print(f'\n## segmentor training step: batch {batch}, '
               f'{size[0]}x{size[1]}, 150 classes, {osp.relpath(config, ROOT)}'
               f' (best of {args.rounds} rounds of {args.iters} steps)')
-        print('| model | train step (ms) | x mmseg | x mmship no prompts | '
-              'step memory (GiB) |')
+        print('| model | train step (ms) | x mmseg | x mmship no prompts '
+              '(same cuda_graph) | step memory (GiB) |')
         print('| --- | --- | --- | --- | --- |')
-        stock, ours = runs[STOCK]['t'], runs[NO_PROMPTS]['t']
+        stock = runs[STOCK]['t']
         for name, run in runs.items():
+            graphed = rows[name].get('cuda_graph', False)
+            ours = runs[NO_PROMPTS_GRAPHED if graphed else NO_PROMPTS]['t']
+            mem = '-' if graphed else f'{run["mem"]:.2f}'
             print(f'| {name} | {run["t"] * 1e3:.1f} | {run["t"] / stock:.3f} '
-                  f'| {run["t"] / ours:.3f} | {run["mem"]:.2f} |', flush=True)
+                  f'| {run["t"] / ours:.3f} | {mem} |', flush=True)
         for name in args.profile:
             if name in runs:
                 profile_step(name, runs[name]['step'], args.device)

@@ -1,0 +1,61 @@
+"""cuda_graph=True (``mmship/core/graphs.py``): where steps are captured and
+where they run eagerly.  That captured steps equal eager ones is in the
+contract suite (``test_cuda_graph_steps_equal_eager``, CUDA only)."""
+import copy
+import pickle
+
+import pytest
+import torch
+
+from mmship.core.graphs import StepGraphs
+from tiny import seg_pair
+
+VPT = dict(type='Prompter', dropout=0.0,
+           placements=[dict(kind='deep', num_tokens=3)])
+
+
+def test_cpu_steps_run_eagerly_and_equal_the_uncaptured_backbone():
+    torch.manual_seed(0)
+    _, plain = seg_pair(prompt=VPT)
+    _, graphed = seg_pair(prompt=VPT, cuda_graph=True)
+    graphed.load_state_dict(plain.state_dict())
+    img = torch.randn(2, 3, 32, 32)
+    for model in (plain, graphed):
+        model.train()
+    for a, b in zip(plain(img), graphed(img)):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert len(graphed._graphs) == 0
+
+
+def test_copies_do_not_share_captured_steps():
+    """mmengine's EMA deep-copies the model; checkpoints pickle it."""
+    _, model = seg_pair(prompt=VPT, cuda_graph=True)
+    model._graphs._graphed['signature'] = object()
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert isinstance(clone._graphs, StepGraphs)
+        assert len(clone._graphs) == 0
+    assert len(model._graphs) == 1
+
+
+def test_moving_the_backbone_drops_its_graphs():
+    _, model = seg_pair(prompt=VPT, cuda_graph=True)
+    model._graphs._graphed['signature'] = object()
+    model.to(torch.float64)
+    assert len(model._graphs) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_capture_of_a_host_synchronising_forward_names_the_switch():
+    """DA-VPT's segmentation features gather the classes present in each
+    image (a nonzero): no fixed-shape graph exists for that."""
+    prompt = dict(type='DAVPTPrompter', num_classes=4, num_tokens=3,
+                  num_proxies=4, proxy_num_tokens=5, dropout=0.0)
+    _, model = seg_pair(prompt=prompt, cuda_graph=True)
+    model = model.cuda().train()
+    seg = torch.randint(0, 4, (2, 32, 32), device='cuda')
+    targets = dict(seg_maps=seg, num_classes=4, ignore_index=255,
+                   class_sets=torch.ones(2, 4, dtype=torch.bool,
+                                         device='cuda'))
+    with pytest.raises(RuntimeError, match='cuda_graph=False'):
+        model.forward_with_losses(torch.randn(2, 3, 32, 32, device='cuda'),
+                                  targets)
