@@ -35,6 +35,7 @@ import warnings
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 #: signatures captured per backbone; further ones run eagerly
@@ -151,7 +152,6 @@ class StepGraphs:
 
 
 def _check_single_process():
-    import torch.distributed as dist
     if dist.is_available() and dist.is_initialized() and \
             dist.get_world_size() > 1:
         raise RuntimeError(
