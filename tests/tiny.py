@@ -1,4 +1,4 @@
-"""Tiny host ViTs shared by the tests."""
+"""Tiny host ViTs shared by the tests, and a call counter."""
 from mmpretrain.models.backbones import VisionTransformer as PretrainViT
 from mmseg.models.backbones import VisionTransformer as SegViT
 
@@ -54,3 +54,17 @@ def pretrain_pair(prompt=None, args=PRETRAIN_ARGS, **kw):
 def deep(num_tokens=3, **kw):
     return dict(type='Prompter',
                 placements=[dict(kind='deep', num_tokens=num_tokens)], **kw)
+
+
+def count_calls(monkeypatch, module, name: str) -> list:
+    """Wrap ``module.name`` for the test; the returned list gets one entry
+    per call."""
+    calls = []
+    real = getattr(module, name)
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls

@@ -167,8 +167,7 @@ class PromptedBackboneMixin:
                         cuda_graph: bool = False):
         #: run every block through torch.compile (``block_core``)
         self.compile_blocks = compile_blocks
-        #: capture the training forward and backward (``graphs.py``)
-        self.cuda_graph = cuda_graph
+        # capture the training forward and backward (``graphs.py``)
         self._graphs = StepGraphs() if cuda_graph else None
         self.prompter = build_method(
             prompt, num_layers=len(self.layers), embed_dims=embed_dims,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mmship.core.backbone as backbone
-from tiny import pretrain_pair, seg_pair
+from tiny import count_calls, pretrain_pair, seg_pair
 
 D = 32
 SHIP = dict(type='SHIPPrompter', starts=[0, 2, 3], num_tokens=3, ssp_tokens=2,
@@ -25,14 +25,7 @@ def _step(pair, prompt, min_tokens, monkeypatch, compile_blocks=False,
     """Features, losses, gradients of one training step, and how many
     blocks ran as two streams."""
     monkeypatch.setattr(backbone, 'STREAMS_MIN_TOKENS', min_tokens)
-    calls = []
-    real = backbone._two_streams
-
-    def counting(*args):
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(backbone, '_two_streams', counting)
+    calls = count_calls(monkeypatch, backbone, '_two_streams')
     torch.manual_seed(0)
     if prompt['type'] == 'SHIPPrompter':
         prompt = dict(prompt, prototypes=torch.randn(5, D))

@@ -11,7 +11,7 @@ from mmship.core.method import BlockPlan, BlockSpec
 from mmship.core.prompts import Carry, Insert
 from mmship.ship.method import (AttributePrompts, attribute_mixture,
                                   prompt_matching_loss)
-from tiny import pretrain_pair, seg_pair
+from tiny import count_calls, pretrain_pair, seg_pair
 
 D = 32          # tiny embed dims
 PATCHES = 16    # 32x32 image, patch 8
@@ -233,14 +233,7 @@ def test_pml_in_a_forward_equals_a_hand_computation(pair):
 
 def test_pml_absent_at_inference(monkeypatch):
     _, twin = seg_pair(prompt=ship(ap=False, prototypes=None))
-    calls = []
-    real = engine.cls_attention
-
-    def counting(*args):
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(engine, 'cls_attention', counting)
+    calls = count_calls(monkeypatch, engine, 'cls_attention')
     twin.eval()
     _, losses = twin.forward_with_losses(torch.randn(2, 3, 32, 32))
     assert losses == {} and calls == []      # no loss, no extra compute

@@ -206,11 +206,12 @@ def print_table(runs, reference):
             f'{run["t_infer"] * 1e3:.1f} | '
             f'{run["t_infer"] / ref["t_infer"]:.3f} | '
             f'{run["t_infer"] / base["t_infer"]:.3f}')
+        mem = '- | -' if run['mem'] is None else \
+            f'{run["mem"]:.2f} | {run["mem"] / base["mem"]:.3f}'
         print(f'| {name} | {mode} | {run["t_train"] * 1e3:.1f} | '
               f'{run["t_train"] / ref["t_train"]:.3f} | '
               f'{run["t_train"] / base["t_train"]:.3f} | {infer} | '
-              f'{run["mem"]:.2f} | {run["mem"] / base["mem"]:.3f} |',
-              flush=True)
+              f'{mem} |', flush=True)
 
 
 def main():
@@ -297,9 +298,9 @@ def main():
             for _ in range(args.warmup):
                 train()
                 infer()
-            graphed = 'graphed' in key[1]
+            # a graphed row's step memory stays resident in its pool
             runs[key] = dict(train=train, infer=infer, model=model,
-                             mem=float('nan') if graphed else
+                             mem=None if 'graphed' in key[1] else
                              step_memory(train, args.device),
                              t_train=float('inf'), t_infer=float('inf'))
         measure(runs, args)
