@@ -13,9 +13,12 @@ Two layouts (``backbone.block_core`` picks one per block):
   the kept prompts' P2IP joins the keys.  Less memory traffic, more (small)
   launches.
 
-Everything goes through ``F.scaled_dot_product_attention``; no N x N attention
-matrix is materialised.  The only explicit softmax is the optional CLS row
-(1 x N per head), used by methods that rank patches by CLS attention.
+Attention runs through ``F.scaled_dot_product_attention``, except the
+instance-to-prompt branch of decoupled attention on CUDA, which one Triton
+kernel computes with its lerp (``prompt_branch.py``: a few prompt keys waste
+most of a flash kernel).  No N x N attention matrix is materialised.  The
+only explicit softmax is the optional CLS row (1 x N per head), used by
+methods that rank patches by CLS attention.
 """
 
 from typing import Optional, Tuple
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmship.registry import MODELS
+from . import prompt_branch
 
 
 @MODELS.register_module()
@@ -114,8 +118,11 @@ class PromptAttention(nn.Module):
                                '(PromptAttention.joint): each query has one '
                                'softmax over every key.')
         i2i = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        i2p = F.scaled_dot_product_attention(q, k_p, v_p, dropout_p=dropout_p)
-        out = torch.lerp(i2i, i2p, self.lambda_d)
+        if prompt_branch.usable(q, k_p, dropout_p):
+            out = prompt_branch.prompt_branch(i2i, q, k_p, v_p, self.lambda_d)
+        else:
+            out = torch.lerp(i2i, F.scaled_dot_product_attention(
+                q, k_p, v_p, dropout_p=dropout_p), self.lambda_d)
         if q_p is None:
             return out, None
         if self.prompt_update == 'bypass':

@@ -1,7 +1,9 @@
 """tools/benchmark/speed.py on the CPU with tiny models: the method rows
 against the frozen timm ViT, and the whole-segmentor rows (one step each;
 aot_eager instead of inductor, whose CPU kernel build alone takes a
-minute)."""
+minute), and tools/benchmark/attention.py's refusal without a GPU."""
+import pytest
+import torch
 from conftest import run_tool
 
 STOCK = 'mmseg EncoderDecoder + VisionTransformer, frozen'
@@ -45,3 +47,12 @@ def test_speed_method_rows_against_timm():
     assert rows['timm ViT, frozen'][2] == '1.000'
     assert rows['frozen (no method)'][3] == '1.000'
     assert all(float(r[1]) > 0 for r in rows.values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU refusal')
+def test_attention_benchmark_names_what_it_needs():
+    """tools/benchmark/attention.py times a CUDA kernel: on CPU it says so
+    before doing anything."""
+    out = run_tool(['python', 'tools/benchmark/attention.py'], check=False)
+    assert out.returncode != 0
+    assert 'needs a GPU' in out.stdout and 'Traceback' not in out.stdout
