@@ -175,10 +175,13 @@ class _PromptBranch(torch.autograd.Function):
         out = _sdpa_layout(q, base.dtype)
         lse = q.new_empty(B, H, N, dtype=torch.float32)
         scale = d ** -0.5
-        _forward_kernel[(triton.cdiv(N, BLOCK_M), B * H)](
-            q, base, k_p, v_p, out, lse, N, P, H, scale, weight,
-            *_strides(q, base, k_p, v_p, out), **_meta(q, k_p),
-            num_warps=4)
+        # Triton launches on the current device, not the tensors' (-1, on
+        # CPU in Triton's interpreter: no device)
+        with torch.cuda.device(q.get_device()):
+            _forward_kernel[(triton.cdiv(N, BLOCK_M), B * H)](
+                q, base, k_p, v_p, out, lse, N, P, H, scale, weight,
+                *_strides(q, base, k_p, v_p, out), **_meta(q, k_p),
+                num_warps=4)
         ctx.save_for_backward(q, k_p, v_p, lse)
         ctx.weight, ctx.scale, ctx.base_dtype = weight, scale, base.dtype
         return out
@@ -194,10 +197,12 @@ class _PromptBranch(torch.autograd.Function):
         d_base = _sdpa_layout(q, ctx.base_dtype)
         dk = k_p.new_empty(B, H, P, d)
         dv = torch.empty_like(dk)
-        _backward_kernel[(B * H, )](
-            q, k_p, v_p, grad, lse, dq, d_base, dk, dv, N, P, H, ctx.scale,
-            ctx.weight, *_strides(q, k_p, v_p, grad, dq), **_meta(q, k_p),
-            ROW_BLOCKS=triton.cdiv(N, BLOCK_M), num_warps=4)
+        with torch.cuda.device(q.get_device()):
+            _backward_kernel[(B * H, )](
+                q, k_p, v_p, grad, lse, dq, d_base, dk, dv, N, P, H,
+                ctx.scale, ctx.weight, *_strides(q, k_p, v_p, grad, dq),
+                **_meta(q, k_p), ROW_BLOCKS=triton.cdiv(N, BLOCK_M),
+                num_warps=4)
         return d_base, dq, dk, dv, None
 
 
