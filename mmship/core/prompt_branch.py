@@ -44,12 +44,16 @@ def usable(q: Tensor, k_p: Tensor, dropout_p: float) -> bool:
 if triton is not None:
 
     @triton.jit
+    def _dot(a, b, IEEE: tl.constexpr):
+        """``tl.dot``; exact fp32 products for fp32 inputs (no TF32)."""
+        if IEEE:
+            return tl.dot(a, b, input_precision='ieee')
+        return tl.dot(a, b)
+
+    @triton.jit
     def _scores(q, k_ptrs, p_mask, scale, IEEE: tl.constexpr):
         k = tl.load(k_ptrs, mask=p_mask[:, None], other=0.0)
-        if IEEE:
-            s = tl.dot(q, tl.trans(k), input_precision='ieee')
-        else:
-            s = tl.dot(q, tl.trans(k))
+        s = _dot(q, tl.trans(k), IEEE)
         return tl.where(p_mask[None, :], s * scale, float('-inf')), k
 
     @triton.jit
@@ -73,11 +77,7 @@ if triton is not None:
         total = tl.sum(e, 1)
         v = tl.load(VP + b * sv_b + h * sv_h + keys[:, None] * sv_n +
                     cols[None, :], mask=p_mask[:, None], other=0.0)
-        probs = (e / total[:, None]).to(v.dtype)
-        if IEEE:
-            o_p = tl.dot(probs, v, input_precision='ieee')
-        else:
-            o_p = tl.dot(probs, v)
+        o_p = _dot((e / total[:, None]).to(v.dtype), v, IEEE)
         base = tl.load(B_ + b * sb_b + h * sb_h + rows[:, None] * sb_n +
                        cols[None, :], mask=row_mask[:, None], other=0.0)
         out = base + weight * (o_p - base.to(tl.float32))
@@ -115,26 +115,18 @@ if triton is not None:
             lse = tl.load(LSE + bh * N + rows, mask=row_mask, other=0.0)
             s, k = _scores(q, k_ptrs, p_mask, scale, IEEE)
             probs = tl.exp(s - lse[:, None])
-            g_p = (g.to(tl.float32) * weight).to(v.dtype)
-            if IEEE:
-                dv += tl.dot(tl.trans(probs.to(v.dtype)), g_p,
-                             input_precision='ieee')
-                dp = tl.dot(g_p, tl.trans(v), input_precision='ieee')
-            else:
-                dv += tl.dot(tl.trans(probs.to(v.dtype)), g_p)
-                dp = tl.dot(g_p, tl.trans(v))
+            g = g.to(tl.float32)
+            g_p = (g * weight).to(v.dtype)
+            dv += _dot(tl.trans(probs.to(v.dtype)), g_p, IEEE)
+            dp = _dot(g_p, tl.trans(v), IEEE)
             ds = probs * (dp - tl.sum(probs * dp, 1)[:, None])
             ds = (ds * scale).to(q.dtype)
-            if IEEE:
-                dq = tl.dot(ds, k, input_precision='ieee')
-                dk += tl.dot(tl.trans(ds), q, input_precision='ieee')
-            else:
-                dq = tl.dot(ds, k)
-                dk += tl.dot(tl.trans(ds), q)
+            dq = _dot(ds, k, IEEE)
+            dk += _dot(tl.trans(ds), q, IEEE)
             out_off = b * so_b + h * so_h + rows[:, None] * so_n + cols[None, :]
             tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty),
                      mask=row_mask[:, None])
-            tl.store(DB + out_off, (g.to(tl.float32) * (1.0 - weight))
+            tl.store(DB + out_off, (g * (1.0 - weight))
                      .to(DB.dtype.element_ty), mask=row_mask[:, None])
         p_off = bh * P * D + keys[:, None] * D + cols[None, :]
         tl.store(DK + p_off, dk.to(DK.dtype.element_ty),
