@@ -13,12 +13,13 @@ Two layouts (``backbone.block_core`` picks one per block):
   the kept prompts' P2IP joins the keys.  Less memory traffic, more (small)
   launches.
 
-Attention runs through ``F.scaled_dot_product_attention``, except the
-instance-to-prompt branch of decoupled attention on CUDA, which one Triton
-kernel computes with its lerp (``prompt_branch.py``: a few prompt keys waste
-most of a flash kernel).  No N x N attention matrix is materialised.  The
-only explicit softmax is the optional CLS row (1 x N per head), used by
-methods that rank patches by CLS attention.
+Attention runs through ``F.scaled_dot_product_attention``, except the two
+prompt attentions of two-stream decoupled blocks on CUDA: the
+instance-to-prompt branch with its lerp and the kept prompts' rows (P2IP)
+are Triton kernels (``attention_kernels.py``: a few prompt keys, or a few
+prompt queries, waste most of a flash kernel).  No N x N attention matrix
+is materialised.  The only explicit softmax is the optional CLS row (1 x N
+per head), used by methods that rank patches by CLS attention.
 """
 
 from typing import Optional, Tuple
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmship.registry import MODELS
-from . import prompt_branch
+from .attention_kernels import pays_off, prompt_branch, prompt_rows, usable
 
 
 @MODELS.register_module()
@@ -118,8 +119,9 @@ class PromptAttention(nn.Module):
                                '(PromptAttention.joint): each query has one '
                                'softmax over every key.')
         i2i = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        if prompt_branch.usable(q, k_p, dropout_p):
-            out = prompt_branch.prompt_branch(i2i, q, k_p, v_p, self.lambda_d)
+        kernels = pays_off(q)
+        if kernels and usable(q, k_p.shape[2], dropout_p):
+            out = prompt_branch(i2i, q, k_p, v_p, self.lambda_d)
         else:
             out = torch.lerp(i2i, F.scaled_dot_product_attention(
                 q, k_p, v_p, dropout_p=dropout_p), self.lambda_d)
@@ -128,6 +130,8 @@ class PromptAttention(nn.Module):
         if self.prompt_update == 'bypass':
             return out, self._bypass(normed_p, q_p.shape[1], out.dtype)
         # P2IP: the only softmax over both key sets
+        if kernels and usable(q_p, q_p.shape[2], dropout_p):
+            return out, prompt_rows(q_p, k, v, k_p, v_p)
         return out, F.scaled_dot_product_attention(
             q_p, torch.cat([k, k_p], dim=2), torch.cat([v, v_p], dim=2),
             dropout_p=dropout_p)

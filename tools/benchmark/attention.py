@@ -1,8 +1,14 @@
-"""The instance rows of decoupled attention, alone: I2I, and I2I with the
-instance-to-prompt branch as SDPA + lerp (the reference) and as mmship's
-kernel (``mmship/core/prompt_branch.py``), at ViT widths and a range of
-prompt keys.  Forward, forward + backward and the memory kept for the
-backward, ratios within one run.  CUDA only (on CPU mmship runs SDPA).
+"""Decoupled attention's prompt attentions, alone, as SDPA (the reference)
+and as mmship's kernels (``mmship/core/attention_kernels.py``), at ViT
+widths and a range of prompt keys:
+
+* instance rows: I2I, and I2I with the instance-to-prompt branch and its
+  lerp (``prompt_branch``);
+* prompt rows (P2IP): the kept prompts' queries over the instance and the
+  prompt keys, concatenated for SDPA, not for ``prompt_rows``.
+
+Forward, forward + backward and the memory kept for the backward, ratios
+within one run.  CUDA only (on CPU mmship runs SDPA).
 
     python tools/benchmark/attention.py                        # ViT-B, bf16
     python tools/benchmark/attention.py --batch 64 --prompts 10 30
@@ -13,7 +19,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from mmship.core.prompt_branch import MAX_PROMPTS, prompt_branch
+from mmship.core.attention_kernels import (MAX_PROMPTS, prompt_branch,
+                                           prompt_rows)
 
 WEIGHT = 0.1   # SHIP's lambda_d
 
@@ -34,16 +41,34 @@ def timed(fn, iters: int, rounds: int = 3) -> float:
     return best
 
 
-VARIANTS = {
-    'I2I only': None,
-    'I2I + SDPA + lerp': lambda base, q, k_p, v_p: torch.lerp(
-        base, F.scaled_dot_product_attention(q, k_p, v_p), WEIGHT),
-    'I2I + prompt_branch': lambda base, q, k_p, v_p: prompt_branch(
-        base, q, k_p, v_p, WEIGHT),
+def _i2i(q, k, v, q_p, k_p, v_p):
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+BRANCH = 'I2I + prompt_branch'
+#: table -> variant -> the attention, of the instance and the prompts'
+#: q, k, v (B, heads, rows, head_dim)
+TABLES = {
+    'instance rows': {
+        'I2I only': _i2i,
+        'I2I + SDPA + lerp': lambda q, k, v, q_p, k_p, v_p: torch.lerp(
+            _i2i(q, k, v, q_p, k_p, v_p),
+            F.scaled_dot_product_attention(q, k_p, v_p), WEIGHT),
+        BRANCH: lambda q, k, v, q_p, k_p, v_p: prompt_branch(
+            _i2i(q, k, v, q_p, k_p, v_p), q, k_p, v_p, WEIGHT),
+    },
+    'prompt rows (P2IP)': {
+        'concatenate + SDPA': lambda q, k, v, q_p, k_p, v_p:
+            F.scaled_dot_product_attention(q_p, torch.cat([k, k_p], 2),
+                                           torch.cat([v, v_p], 2)),
+        'prompt_rows': lambda q, k, v, q_p, k_p, v_p: prompt_rows(
+            q_p, k, v, k_p, v_p),
+    },
 }
 
 
-def measure(variant, batch, heads, rows, width, prompts, dtype, iters):
+def measure(variant, batch, heads, rows, width, prompts, prompt_rows_,
+            dtype, iters):
     # q, k, v as the blocks see them: views of one fused qkv output
     qkv = torch.randn(batch, rows, 3, heads, width, device='cuda',
                       dtype=dtype, requires_grad=True)
@@ -52,9 +77,8 @@ def measure(variant, batch, heads, rows, width, prompts, dtype, iters):
 
     def forward():
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        _, k_p, v_p = pkv.permute(2, 0, 3, 1, 4).unbind(0)
-        base = F.scaled_dot_product_attention(q, k, v)
-        return base if variant is None else variant(base, q, k_p, v_p)
+        q_p, k_p, v_p = pkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return variant(q, k, v, q_p[:, :, :prompt_rows_], k_p, v_p)
 
     grad = torch.randn_like(forward())
     torch.cuda.synchronize()
@@ -75,7 +99,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--batch', type=int, nargs='+', default=[256, 64])
     p.add_argument('--prompts', type=int, nargs='+',
-                   default=[10, 30, 60, MAX_PROMPTS])
+                   default=[10, 30, 60, MAX_PROMPTS, 150])
+    p.add_argument('--prompt-rows', type=int, default=20,
+                   help='kept prompts (P2IP queries; at most --prompts)')
     p.add_argument('--heads', type=int, default=12)
     p.add_argument('--rows', type=int, default=197,
                    help='instance tokens (CLS + patches)')
@@ -85,29 +111,35 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=20)
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
-        sys.exit('attention.py times the CUDA kernel of the prompt branch and '
-                 'needs a GPU; on CPU mmship runs SDPA (see speed.py).')
-    too_many = [n for n in args.prompts if not 0 < n <= MAX_PROMPTS]
-    if too_many:
-        sys.exit(f'--prompts {too_many}: the kernel takes 1 to {MAX_PROMPTS} '
-                 f'prompt keys (more run through SDPA).')
+        sys.exit('attention.py times the CUDA kernels of the prompt '
+                 'attentions and needs a GPU; on CPU mmship runs SDPA (see '
+                 'speed.py).')
+    if min(args.prompts) < 1 or args.prompt_rows < 1:
+        sys.exit('--prompts and --prompt-rows must be at least 1.')
     dtype = getattr(torch, args.dtype)
     print(f'device: {torch.cuda.get_device_name()}, {args.dtype}, '
-          f'{args.heads} heads of width {args.width}, {args.rows} rows')
+          f'{args.heads} heads of width {args.width}, {args.rows} instance '
+          f'rows, {args.prompt_rows} kept prompts')
     for batch in args.batch:
-        print(f'\n## batch {batch}\n')
-        print('| prompt keys | variant | forward (ms) | forward + backward '
-              '(ms) | x I2I only | kept for backward (MiB) |')
-        print('| --- ' * 6 + '|')
-        for prompts in args.prompts:
-            plain = None
-            for name, variant in VARIANTS.items():
-                fwd, step, kept = measure(variant, batch, args.heads,
-                                          args.rows, args.width, prompts,
-                                          dtype, args.iters)
-                plain = plain or step
-                print(f'| {prompts} | {name} | {fwd:.3f} | {step:.3f} | '
-                      f'{step / plain:.3f} | {kept:.0f} |', flush=True)
+        for table, variants in TABLES.items():
+            print(f'\n## {table}, batch {batch}\n')
+            print('| prompt keys | variant | forward (ms) | forward + '
+                  'backward (ms) | x first row | kept for backward (MiB) |')
+            print('| --- ' * 6 + '|')
+            for prompts in args.prompts:
+                first = None
+                for name, variant in variants.items():
+                    if name == BRANCH and prompts > MAX_PROMPTS:
+                        print(f'| {prompts} | {name} | - | - | - | - '
+                              f'(above MAX_PROMPTS: SDPA) |')
+                        continue
+                    fwd, step, kept = measure(
+                        variant, batch, args.heads, args.rows, args.width,
+                        prompts, min(args.prompt_rows, prompts), dtype,
+                        args.iters)
+                    first = first or step
+                    print(f'| {prompts} | {name} | {fwd:.3f} | {step:.3f} | '
+                          f'{step / first:.3f} | {kept:.0f} |', flush=True)
 
 
 if __name__ == '__main__':

@@ -316,21 +316,26 @@ def main():
 
 
 def profile(runs, names, device):
+    """The kernel tables of 5 training steps and of 5 inferences of each
+    row."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                     if device == 'cuda' else [])
+    key = 'self_cuda_time_total' if device == 'cuda' \
+        else 'self_cpu_time_total'
     for name in names:
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
-                                         if device == 'cuda' else [])
         mode = next(m for m in MODES if (name, m) in runs)
-        run = runs[(name, mode)]
-        with torch_profile(activities=acts) as prof:
-            for _ in range(5):
-                run['train']()
-            sync(device)
-        key = 'self_cuda_time_total' if device == 'cuda' \
-            else 'self_cpu_time_total'
-        print(f'\n### profile (train, 5 calls, {mode}): {name}')
-        print(prof.key_averages().table(sort_by=key, row_limit=40,
-                                        max_name_column_width=60))
+        for task in ('train', 'infer'):
+            run = runs[(name, mode)][task]
+            if run is _not_timed:   # --no-inference
+                continue
+            with torch_profile(activities=acts) as prof:
+                for _ in range(5):
+                    run()
+                sync(device)
+            print(f'\n### profile ({task}, 5 calls, {mode}): {name}')
+            print(prof.key_averages().table(sort_by=key, row_limit=40,
+                                            max_name_column_width=60))
 
 
 # -- whole segmentors -----------------------------------------------------
