@@ -30,7 +30,7 @@ kernels, so compiled blocks (``compile_blocks``) and captured steps run
 them too.  CUDA only, head widths a power of two (16 to 128), no attention
 dropout, at most ``MAX_PROMPTS`` prompt keys (``prompt_branch``) or prompt
 rows (``prompt_rows``): ``usable``; eager blocks take them from
-``EAGER_MIN_TOKENS`` instance tokens (``pays_off``).  The caller runs SDPA
+``GPU_BOUND_TOKENS`` instance tokens (``pays_off``).  The caller runs SDPA
 otherwise.
 """
 from typing import Tuple
@@ -50,8 +50,12 @@ except ImportError:   # CPU-only installs
 MAX_PROMPTS = 128
 #: key rows per step of ``prompt_rows``
 BLOCK_N = 64
-#: instance tokens (batch x rows) from which eager blocks launch the kernels
-EAGER_MIN_TOKENS = 32768
+#: Instance tokens (batch x rows) from which an eager step is bound by the
+#: GPU rather than by its kernel launches (H200, ViT-B/16: batch 64, 12.6k
+#: tokens, is launch-bound; batch 256, 50k, is not).  From here blocks run
+#: as two streams (``backbone.STREAMS_MIN_TOKENS``) and eager blocks take
+#: the kernels.
+GPU_BOUND_TOKENS = 32768
 
 
 def usable(q: Tensor, prompts: int, dropout_p: float) -> bool:
@@ -69,11 +73,11 @@ def pays_off(q: Tensor) -> bool:
     """Whether the kernels pay for their launches, for instance queries
     ``q`` (B, heads, rows, head_dim).  Their host-side cost (custom-operator
     dispatch, Triton's launcher) exceeds SDPA's; captured steps and
-    compiled blocks pay it once, and from ``EAGER_MIN_TOKENS`` instance
+    compiled blocks pay it once, and from ``GPU_BOUND_TOKENS`` instance
     tokens the GPU is the bound (H200, ViT-B/16 SHIP K=10 at batch 64:
     eager 2.10x frozen timm with the kernels, captured 1.38x; SDPA's eager
     step 1.58x, captured 1.49x)."""
-    return q.is_cuda and (q.shape[0] * q.shape[2] >= EAGER_MIN_TOKENS
+    return q.is_cuda and (q.shape[0] * q.shape[2] >= GPU_BOUND_TOKENS
                           or torch.compiler.is_compiling()
                           or torch.cuda.is_current_stream_capturing())
 
@@ -94,8 +98,26 @@ if triton is not None:
         return tl.cast(x, tl.float32)
 
     @triton.jit
-    def _scores(q, k_ptrs, key_mask, scale, IEEE: tl.constexpr):
-        k = tl.load(k_ptrs, mask=key_mask[:, None], other=0.0)
+    def _load(X, stride, rows, mask, D: tl.constexpr):
+        """The (rows, D) tile of rows ``rows`` at ``X`` (row stride
+        ``stride``, dense columns); zeros where ``mask`` is off."""
+        cols = tl.arange(0, D)
+        return tl.load(X + rows[:, None] * stride + cols[None, :],
+                       mask=mask[:, None], other=0.0)
+
+    @triton.jit
+    def _store(X, stride, rows, mask, tile, D: tl.constexpr):
+        """``tile`` into the rows ``rows`` of ``X`` in ``X``'s dtype."""
+        cols = tl.arange(0, D)
+        tl.store(X + rows[:, None] * stride + cols[None, :],
+                 tile.to(X.dtype.element_ty), mask=mask[:, None])
+
+    @triton.jit
+    def _scores(q, K, stride, keys, key_mask, scale, IEEE: tl.constexpr,
+                D: tl.constexpr):
+        """Scaled scores of ``q`` over the keys ``keys`` at ``K`` (-inf
+        where masked), and the key tile."""
+        k = _load(K, stride, keys, key_mask, D)
         s = _dot(q, tl.trans(k), IEEE)
         return tl.where(key_mask[None, :], s * scale, float('-inf')), k
 
@@ -111,25 +133,19 @@ if triton is not None:
         b, h = bh // H, bh % H
         scale, weight = _fp32(scale), _fp32(weight)
         rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        cols = tl.arange(0, D)
         keys = tl.arange(0, BLOCK_P)
         row_mask, p_mask = rows < N, keys < P
-        q = tl.load(Q + b * sq_b + h * sq_h + rows[:, None] * sq_n +
-                    cols[None, :], mask=row_mask[:, None], other=0.0)
-        s, _ = _scores(q, KP + b * sk_b + h * sk_h + keys[:, None] * sk_n +
-                       cols[None, :], p_mask, scale, IEEE)
+        q = _load(Q + b * sq_b + h * sq_h, sq_n, rows, row_mask, D)
+        s, _ = _scores(q, KP + b * sk_b + h * sk_h, sk_n, keys, p_mask,
+                       scale, IEEE, D)
         m = tl.max(s, 1)
         e = tl.exp(s - m[:, None])
         total = tl.sum(e, 1)
-        v = tl.load(VP + b * sv_b + h * sv_h + keys[:, None] * sv_n +
-                    cols[None, :], mask=p_mask[:, None], other=0.0)
+        v = _load(VP + b * sv_b + h * sv_h, sv_n, keys, p_mask, D)
         o_p = _dot((e / total[:, None]).to(v.dtype), v, IEEE)
-        base = tl.load(B_ + b * sb_b + h * sb_h + rows[:, None] * sb_n +
-                       cols[None, :], mask=row_mask[:, None], other=0.0)
-        out = base + weight * (o_p - base.to(tl.float32))
-        tl.store(O + b * so_b + h * so_h + rows[:, None] * so_n +
-                 cols[None, :], out.to(O.dtype.element_ty),
-                 mask=row_mask[:, None])
+        base = _load(B_ + b * sb_b + h * sb_h, sb_n, rows, row_mask, D)
+        _store(O + b * so_b + h * so_h, so_n, rows, row_mask,
+               base + weight * (o_p - base.to(tl.float32)), D)
         tl.store(LSE + bh * N + rows, m + tl.log(total), mask=row_mask)
 
     @triton.jit
@@ -144,24 +160,19 @@ if triton is not None:
         bh = tl.program_id(0)
         b, h = bh // H, bh % H
         scale, weight = _fp32(scale), _fp32(weight)
-        cols = tl.arange(0, D)
         keys = tl.arange(0, BLOCK_P)
         p_mask = keys < P
-        k_ptrs = (KP + b * sk_b + h * sk_h + keys[:, None] * sk_n +
-                  cols[None, :])
-        v = tl.load(VP + b * sv_b + h * sv_h + keys[:, None] * sv_n +
-                    cols[None, :], mask=p_mask[:, None], other=0.0)
+        KP = KP + b * sk_b + h * sk_h
+        v = _load(VP + b * sv_b + h * sv_h, sv_n, keys, p_mask, D)
         dk = tl.zeros((BLOCK_P, D), dtype=tl.float32)
         dv = tl.zeros((BLOCK_P, D), dtype=tl.float32)
         for i in range(ROW_BLOCKS):
             rows = i * BLOCK_M + tl.arange(0, BLOCK_M)
             row_mask = rows < N
-            q = tl.load(Q + b * sq_b + h * sq_h + rows[:, None] * sq_n +
-                        cols[None, :], mask=row_mask[:, None], other=0.0)
-            g = tl.load(G + b * sg_b + h * sg_h + rows[:, None] * sg_n +
-                        cols[None, :], mask=row_mask[:, None], other=0.0)
+            q = _load(Q + b * sq_b + h * sq_h, sq_n, rows, row_mask, D)
+            g = _load(G + b * sg_b + h * sg_h, sg_n, rows, row_mask, D)
             lse = tl.load(LSE + bh * N + rows, mask=row_mask, other=0.0)
-            s, k = _scores(q, k_ptrs, p_mask, scale, IEEE)
+            s, k = _scores(q, KP, sk_n, keys, p_mask, scale, IEEE, D)
             probs = tl.exp(s - lse[:, None])
             g = g.to(tl.float32)
             g_p = (g * weight).to(v.dtype)
@@ -169,19 +180,14 @@ if triton is not None:
             dp = _dot(g_p, tl.trans(v), IEEE)
             ds = probs * (dp - tl.sum(probs * dp, 1)[:, None])
             ds = (ds * scale).to(q.dtype)
-            dq = _dot(ds, k, IEEE)
             dk += _dot(tl.trans(ds), q, IEEE)
-            out_off = (b * so_b + h * so_h + rows[:, None] * so_n +
-                       cols[None, :])
-            tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty),
-                     mask=row_mask[:, None])
-            tl.store(DB + out_off, (g * (1.0 - weight))
-                     .to(DB.dtype.element_ty), mask=row_mask[:, None])
-        p_off = bh * P * D + keys[:, None] * D + cols[None, :]
-        tl.store(DK + p_off, dk.to(DK.dtype.element_ty),
-                 mask=p_mask[:, None])
-        tl.store(DV + p_off, dv.to(DV.dtype.element_ty),
-                 mask=p_mask[:, None])
+            # dq and d_base share the output's layout
+            _store(DQ + b * so_b + h * so_h, so_n, rows, row_mask,
+                   _dot(ds, k, IEEE), D)
+            _store(DB + b * so_b + h * so_h, so_n, rows, row_mask,
+                   g * (1.0 - weight), D)
+        _store(DK + bh * P * D, D, keys, p_mask, dk, D)
+        _store(DV + bh * P * D, D, keys, p_mask, dv, D)
 
     # -- prompt_rows: prompt queries over both key sets -----------------------
     @triton.jit
@@ -192,17 +198,14 @@ if triton is not None:
         step: running row maxima ``m``, sums ``total``, outputs ``acc``.
         (The step count is a compile-time constant, as Triton's interpreter
         loops over constants only.)"""
-        cols = tl.arange(0, D)
         for i in range(KEY_BLOCKS):
             keys = i * BLOCK_N + tl.arange(0, BLOCK_N)
             key_mask = keys < n_keys
-            s, _ = _scores(q, K + keys[:, None] * sk_n + cols[None, :],
-                           key_mask, scale, IEEE)
+            s, _ = _scores(q, K, sk_n, keys, key_mask, scale, IEEE, D)
             m_new = tl.maximum(m, tl.max(s, 1))
             alpha = tl.exp(m - m_new)
             e = tl.exp(s - m_new[:, None])
-            v = tl.load(V + keys[:, None] * sv_n + cols[None, :],
-                        mask=key_mask[:, None], other=0.0)
+            v = _load(V, sv_n, keys, key_mask, D)
             total = total * alpha + tl.sum(e, 1)
             acc = acc * alpha[:, None] + _dot(e.to(v.dtype), v, IEEE)
             m = m_new
@@ -220,10 +223,8 @@ if triton is not None:
         b, h = bh // H, bh % H
         scale = _fp32(scale)
         rows = tl.arange(0, BLOCK_R)
-        cols = tl.arange(0, D)
         row_mask = rows < R
-        q = tl.load(QP + b * sq_b + h * sq_h + rows[:, None] * sq_n +
-                    cols[None, :], mask=row_mask[:, None], other=0.0)
+        q = _load(QP + b * sq_b + h * sq_h, sq_n, rows, row_mask, D)
         m = tl.full((BLOCK_R, ), float('-inf'), tl.float32)
         total = tl.zeros((BLOCK_R, ), tl.float32)
         acc = tl.zeros((BLOCK_R, D), tl.float32)
@@ -233,9 +234,8 @@ if triton is not None:
         m, total, acc = _rows_attend(
             q, KP + b * skp_b + h * skp_h, VP + b * svp_b + h * svp_h, skp_n,
             svp_n, P, m, total, acc, scale, IEEE, D, BLOCK_N, P_BLOCKS)
-        tl.store(O + b * so_b + h * so_h + rows[:, None] * so_n +
-                 cols[None, :], (acc / total[:, None]).to(O.dtype.element_ty),
-                 mask=row_mask[:, None])
+        _store(O + b * so_b + h * so_h, so_n, rows, row_mask,
+               acc / total[:, None], D)
         tl.store(LSE + bh * R + rows, m + tl.log(total), mask=row_mask)
 
     @triton.jit
@@ -245,25 +245,18 @@ if triton is not None:
                         KEY_BLOCKS: tl.constexpr):
         """The gradients of one key set's keys and values, written block by
         block, and its part of the queries' gradient ``dq``."""
-        cols = tl.arange(0, D)
         for i in range(KEY_BLOCKS):
             keys = i * BLOCK_N + tl.arange(0, BLOCK_N)
             key_mask = keys < n_keys
-            s, k = _scores(q, K + keys[:, None] * sk_n + cols[None, :],
-                           key_mask, scale, IEEE)
+            s, k = _scores(q, K, sk_n, keys, key_mask, scale, IEEE, D)
             probs = tl.exp(s - lse[:, None])
-            v = tl.load(V + keys[:, None] * sv_n + cols[None, :],
-                        mask=key_mask[:, None], other=0.0)
-            dv = _dot(tl.trans(probs.to(g.dtype)), g, IEEE)
+            v = _load(V, sv_n, keys, key_mask, D)
             dp = _dot(g, tl.trans(v), IEEE)
             ds = (probs * (dp - delta[:, None]) * scale).to(q.dtype)
-            dk = _dot(tl.trans(ds), q, IEEE)
             dq += _dot(ds, k, IEEE)
-            off = keys[:, None] * sd_n + cols[None, :]
-            tl.store(DK + off, dk.to(DK.dtype.element_ty),
-                     mask=key_mask[:, None])
-            tl.store(DV + off, dv.to(DV.dtype.element_ty),
-                     mask=key_mask[:, None])
+            _store(DK, sd_n, keys, key_mask, _dot(tl.trans(ds), q, IEEE), D)
+            _store(DV, sd_n, keys, key_mask,
+                   _dot(tl.trans(probs.to(g.dtype)), g, IEEE), D)
         return dq
 
     @triton.jit
@@ -280,14 +273,10 @@ if triton is not None:
         b, h = bh // H, bh % H
         scale = _fp32(scale)
         rows = tl.arange(0, BLOCK_R)
-        cols = tl.arange(0, D)
         row_mask = rows < R
-        q = tl.load(QP + b * sq_b + h * sq_h + rows[:, None] * sq_n +
-                    cols[None, :], mask=row_mask[:, None], other=0.0)
-        g = tl.load(G + b * sg_b + h * sg_h + rows[:, None] * sg_n +
-                    cols[None, :], mask=row_mask[:, None], other=0.0)
-        o = tl.load(O + b * so_b + h * so_h + rows[:, None] * so_n +
-                    cols[None, :], mask=row_mask[:, None], other=0.0)
+        q = _load(QP + b * sq_b + h * sq_h, sq_n, rows, row_mask, D)
+        g = _load(G + b * sg_b + h * sg_h, sg_n, rows, row_mask, D)
+        o = _load(O + b * so_b + h * so_h, so_n, rows, row_mask, D)
         lse = tl.load(LSE + bh * R + rows, mask=row_mask, other=0.0)
         delta = tl.sum(g.to(tl.float32) * o.to(tl.float32), 1)
         g = g.to(q.dtype)
@@ -302,9 +291,8 @@ if triton is not None:
             VP + b * svp_b + h * svp_h, DKP + b * sdp_b + h * sdp_h,
             DVP + b * sdp_b + h * sdp_h, skp_n, svp_n, sdp_n, P, scale, IEEE,
             D, BLOCK_N, P_BLOCKS)
-        tl.store(DQ + b * so_b + h * so_h + rows[:, None] * so_n +
-                 cols[None, :], dq.to(DQ.dtype.element_ty),
-                 mask=row_mask[:, None])
+        # dq has the output's layout
+        _store(DQ + b * so_b + h * so_h, so_n, rows, row_mask, dq, D)
 
 
 def _sdpa_layout(q: Tensor, dtype: torch.dtype = None) -> Tensor:

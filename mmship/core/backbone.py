@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import cls_attention
+from .attention_kernels import GPU_BOUND_TOKENS
 from .graphs import StepGraphs
 from .method import (DELTA_TARGETS, PLAIN_SPEC, BlockPlan, BlockResult,
                      PromptContext, TuningMethod)
@@ -31,8 +32,9 @@ from .prompter import build_method
 
 
 #: Instance tokens (batch x tokens) from which decoupled blocks run as two
-#: streams (``block_core``); between the two measured sizes, 12.6k and 50k.
-STREAMS_MIN_TOKENS = 32768
+#: streams (``block_core``): where the GPU, not the launch queue, is the
+#: bound, the same size from which eager blocks take the prompt kernels.
+STREAMS_MIN_TOKENS = GPU_BOUND_TOKENS
 
 
 def prompted_block(ops, x: Tensor, plan: BlockPlan, compiled: bool = False):

@@ -116,10 +116,10 @@ def test_usable_only_where_the_kernel_applies():
 
 
 def test_eager_blocks_launch_the_kernels_only_where_they_pay():
-    """Eager blocks below ``EAGER_MIN_TOKENS`` instance tokens keep SDPA:
+    """Eager blocks below ``GPU_BOUND_TOKENS`` instance tokens keep SDPA:
     there the kernels' host-side launch costs more than they save."""
     rows = 197
-    big = ak.EAGER_MIN_TOKENS // rows + 1
+    big = ak.GPU_BOUND_TOKENS // rows + 1
     assert not ak.pays_off(torch.zeros(1, 1, 1, 64).expand(big, 12, rows, 64))
     if torch.cuda.is_available():
         q = torch.zeros(1, 1, 1, 64, device='cuda')
