@@ -13,6 +13,7 @@ from mmseg.utils import add_prefix
 from torch import Tensor, nn
 
 from mmship.engine.params import log_param_table
+from .resize import MatmulBilinearResize
 from .utils import is_prompted, method_of
 
 
@@ -56,20 +57,24 @@ def head_loss(head: BaseDecodeHead, feats, seg_label: Tensor) -> dict:
 def fast_head_losses(model: EncoderDecoder, feats, seg_label: Tensor) -> dict:
     """Neck, decode and auxiliary heads with their losses, as in
     ``EncoderDecoder.loss`` after the backbone, on channels_last inputs (the
-    layout of the channels_last weights: no convolution converts them)."""
+    layout of the channels_last weights: no convolution converts them),
+    with their bilinear resizes as matrix products
+    (:class:`~mmship.models.resize.MatmulBilinearResize`)."""
     feats = [f.contiguous(memory_format=torch.channels_last)
              if f.dim() == 4 else f for f in feats]
-    if model.with_neck:
-        feats = model.neck(feats)
-    losses = add_prefix(head_loss(model.decode_head, feats, seg_label),
-                        'decode')
-    aux = getattr(model, 'auxiliary_head', None)
-    if isinstance(aux, nn.ModuleList):
-        for idx, head in enumerate(aux):
-            losses.update(add_prefix(head_loss(head, feats, seg_label),
-                                     f'aux_{idx}'))
-    elif aux is not None:
-        losses.update(add_prefix(head_loss(aux, feats, seg_label), 'aux'))
+    with MatmulBilinearResize():
+        if model.with_neck:
+            feats = model.neck(feats)
+        losses = add_prefix(head_loss(model.decode_head, feats, seg_label),
+                            'decode')
+        aux = getattr(model, 'auxiliary_head', None)
+        if isinstance(aux, nn.ModuleList):
+            for idx, head in enumerate(aux):
+                losses.update(add_prefix(head_loss(head, feats, seg_label),
+                                         f'aux_{idx}'))
+        elif aux is not None:
+            losses.update(add_prefix(head_loss(aux, feats, seg_label),
+                                     'aux'))
     return losses
 
 
@@ -113,7 +118,11 @@ class PromptedEncoderDecoder(EncoderDecoder):
             step, losses included, runs under ``torch.compile`` (compiled
             at the first training step), so that the bilinear resize of the
             logits to the label size, the cross-entropy and the accuracy are
-            fused instead of materialising full-resolution fp32 logits.  A
+            fused instead of materialising full-resolution fp32 logits.
+            Their bilinear resizes run as two matrix products
+            (:class:`~mmship.models.resize.MatmulBilinearResize`; where
+            the weights are exact in the compute dtype), whose backward
+            is a GEMM, not F.interpolate's atomic-add scatter.  A
             dict gives torch.compile's arguments (default ``dynamic=False``:
             training shapes are fixed; a smaller last batch compiles once
             more).  False: mmseg's EncoderDecoder.  Inference is never
