@@ -345,29 +345,36 @@ SHIP_ADE20K = osp.join(ROOT, 'configs', 'ship_vit-b_ade20k.py')
 DEMO = osp.join(ROOT, 'configs', 'demo.py')  # the same structure, tiny
 STOCK = 'mmseg EncoderDecoder + VisionTransformer, frozen'
 NO_PROMPTS = 'mmship, no prompts'
-NO_PROMPTS_GRAPHED = NO_PROMPTS + ', cuda_graph'
+#: row-name suffix -> the backbone switches of those rows
+BACKBONE_SWITCHES = {
+    '': {},
+    ', cuda_graph': dict(cuda_graph=True),
+    ', compile_blocks + cuda_graph': dict(compile_blocks=True,
+                                          cuda_graph=True),
+}
 
 
 def segmentor_rows(num_layers: int) -> dict:
-    """name -> model changes of the whole-segmentor rows."""
+    """name -> model changes of the whole-segmentor rows.  Each switch set
+    of ``BACKBONE_SWITCHES`` has its prompt-free row, the baseline of its
+    prompted rows (``baseline``)."""
     from mmship.engine.launch import load_config
     ship = load_config(SHIP_ADE20K).model.backbone.prompt
     # 6 groups; 200 random prototypes stand in for ship_prototypes.py's
     ship.update(starts=list(range(0, num_layers, max(1, num_layers // 6)))
                 [:6], prototypes=200, pml_block=-1)
-    return {
-        STOCK: dict(stock=True),
-        NO_PROMPTS + ', fast_head=False': dict(prompt=None, fast_head=False),
-        NO_PROMPTS: dict(prompt=None, fast_head=True),
-        'VPT-deep 10': dict(fast_head=True),
-        'SHIP (6 groups, SIP 50, SSP 10, AP 10, PML)': dict(
-            prompt=ship, fast_head=True),
-        NO_PROMPTS_GRAPHED: dict(prompt=None, fast_head=True,
-                                 cuda_graph=True),
-        'VPT-deep 10, cuda_graph': dict(fast_head=True, cuda_graph=True),
-        'SHIP, cuda_graph': dict(prompt=ship, fast_head=True,
-                                 cuda_graph=True),
-    }
+    rows = {STOCK: dict(stock=True),
+            NO_PROMPTS + ', fast_head=False': dict(
+                prompt=None, fast_head=False, baseline=NO_PROMPTS)}
+    for suffix, switches in BACKBONE_SWITCHES.items():
+        baseline = NO_PROMPTS + suffix
+        for name, prompt in ((NO_PROMPTS, dict(prompt=None)),
+                             ('VPT-deep 10', {}),
+                             ('SHIP (6 groups, SIP 50, SSP 10, AP 10, PML)',
+                              dict(prompt=ship))):
+            rows[name + suffix] = dict(fast_head=True, baseline=baseline,
+                                       **prompt, **switches)
+    return rows
 
 
 def build_segmentor(config: str, row: dict, device: str):
@@ -393,6 +400,7 @@ def build_segmentor(config: str, row: dict, device: str):
     else:
         model_cfg.fast_head = row['fast_head']
         model_cfg.backbone.cuda_graph = row.get('cuda_graph', False)
+        model_cfg.backbone.compile_blocks = row.get('compile_blocks', False)
         if 'prompt' in row:
             model_cfg.backbone.prompt = row['prompt']
     model = revert_sync_batchnorm(build_model(cfg)).to(device)
@@ -424,10 +432,10 @@ def segmentor_tables(args):
         if unknown:
             raise SystemExit(f'unknown --segmentor-rows {unknown}; rows: '
                              f'{sorted(rows)}')
-        rows = {n: r for n, r in rows.items() if n in args.segmentor_rows
-                or n in (STOCK, NO_PROMPTS)
-                or (n == NO_PROMPTS_GRAPHED and any(
-                    rows[m].get('cuda_graph') for m in args.segmentor_rows))}
+        kept = {STOCK, NO_PROMPTS}
+        for name in args.segmentor_rows:
+            kept.update((name, rows[name].get('baseline', name)))
+        rows = {n: r for n, r in rows.items() if n in kept}
     for row in rows.values():
         if row.get('fast_head'):
             row['fast_head'] = dict(backend=args.compile_backend)
@@ -455,13 +463,12 @@ def segmentor_tables(args):
               f'{size[0]}x{size[1]}, 150 classes, {osp.relpath(config, ROOT)}'
               f' (best of {args.rounds} rounds of {args.iters} steps)')
         print('| model | train step (ms) | x mmseg | x mmship no prompts '
-              '(same cuda_graph) | step memory (GiB) |')
+              '(same switches) | step memory (GiB) |')
         print('| --- | --- | --- | --- | --- |')
         stock = runs[STOCK]['t']
         for name, run in runs.items():
-            graphed = rows[name].get('cuda_graph', False)
-            ours = runs[NO_PROMPTS_GRAPHED if graphed else NO_PROMPTS]['t']
-            mem = '-' if graphed else f'{run["mem"]:.2f}'
+            ours = runs[rows[name].get('baseline', name)]['t']
+            mem = '-' if rows[name].get('cuda_graph') else f'{run["mem"]:.2f}'
             print(f'| {name} | {run["t"] * 1e3:.1f} | {run["t"] / stock:.3f} '
                   f'| {run["t"] / ours:.3f} | {mem} |', flush=True)
         for name in args.profile:
