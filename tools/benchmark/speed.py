@@ -345,12 +345,11 @@ SHIP_ADE20K = osp.join(ROOT, 'configs', 'ship_vit-b_ade20k.py')
 DEMO = osp.join(ROOT, 'configs', 'demo.py')  # the same structure, tiny
 STOCK = 'mmseg EncoderDecoder + VisionTransformer, frozen'
 NO_PROMPTS = 'mmship, no prompts'
-#: row-name suffix -> the backbone switches of those rows
+#: row-name suffix -> the backbone switches (``MODES``) of those rows
 BACKBONE_SWITCHES = {
-    '': {},
-    ', cuda_graph': dict(cuda_graph=True),
-    ', compile_blocks + cuda_graph': dict(compile_blocks=True,
-                                          cuda_graph=True),
+    '': MODES['eager'],
+    ', cuda_graph': MODES['graphed'],
+    ', compile_blocks + cuda_graph': MODES['compiled+graphed'],
 }
 
 
