@@ -164,11 +164,14 @@ def cls_attention(q: Tensor, k: Tensor) -> Tensor:
     I2I softmax itself; under coupled attention prompt keys would rescale
     each head's row by its own factor, so the head average can rank patches
     slightly differently from the full rows'.
+
+    No gradient: it only ranks patches (top-k indices carry none), and a
+    graph would keep an fp32 copy of the keys alive for nothing.
     """
     scale = q.shape[-1] ** -0.5
     # fp32 logits: bf16 rounds near-equal logits together and reorders the
     # top patches.
-    with torch.autocast(q.device.type, enabled=False):
+    with torch.no_grad(), torch.autocast(q.device.type, enabled=False):
         logits = (q[:, :, :1].float() * scale) @ \
             k.float().transpose(-2, -1)
     probs = logits.softmax(dim=-1).mean(dim=1).squeeze(1)

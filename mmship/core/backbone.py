@@ -42,9 +42,11 @@ def prompted_block(ops, x: Tensor, plan: BlockPlan, compiled: bool = False):
     prompts.
 
     Kept prompts (``plan.spec.kept``) go through the whole block; the other
-    prompts only lend their keys and values: their queries, attention
-    outputs and FFN are never computed.  ``compiled``: run the block's
-    tensor work through ``torch.compile`` (``block_core``).
+    prompts only lend their keys and values: their attention outputs and
+    FFN are never computed, nor their queries where no prompt is kept in a
+    two-stream block (elsewhere they come out of the one qkv GEMM and are
+    dropped).  ``compiled``: run the block's tensor work through
+    ``torch.compile`` (``block_core``).
 
     Returns instance outputs, the kept prompt outputs (names -> tensors),
     the CLS attention over patches and the CLS query (each None unless the
@@ -114,11 +116,12 @@ def _two_streams(ops, x: Tensor, kept: List[Tensor], lent: List[Tensor],
     p = torch.cat(prompts, dim=1) if len(prompts) > 1 else prompts[0]
     rows = sum(t.shape[1] for t in kept)
     normed_p = ops.norm1(p)
-    q_p, k_p, v_p = ops.qkv(normed_p, deltas)
-    if not rows:   # lent prompts only: no prompt row is computed
+    if not rows:   # lent prompts only: no prompt row, and no prompt query
+        k_p, v_p = ops.kv(normed_p, deltas)
         o, _ = attention.streams(q, k, v, k_p, v_p, dropout_p=dropout_p)
         return ops.ffn_residual(ops.attn_residual(x, o, deltas)), [], \
             cls_attn, cls_query
+    q_p, k_p, v_p = ops.qkv(normed_p, deltas)
     o, o_p = attention.streams(q, k, v, k_p, v_p, _leading(q_p, rows, 2),
                                dropout_p, _leading(normed_p, rows, 1))
     x_out = ops.ffn_residual(ops.attn_residual(x, o, deltas))

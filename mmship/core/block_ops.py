@@ -1,5 +1,6 @@
-"""Views of the hosts' transformer blocks as the four operations a prompted
-block needs: norm1, qkv, the attention residual and the FFN residual.  The
+"""Views of the hosts' transformer blocks as the operations a prompted
+block needs: norm1, qkv (or kv alone), the attention residual and the FFN
+residual.  The
 host's modules and weights are used as they are, so checkpoints keep their
 keys and method-free outputs equal the host's.  qkv and the attention's
 output projection take a method's parameter deltas (``method.py``:
@@ -15,11 +16,22 @@ from .method import Delta, LowRank
 
 
 def delta_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor],
-                 deltas: Dict[str, Delta], name: str) -> Tensor:
+                 deltas: Dict[str, Delta], name: str,
+                 rows: Optional[slice] = None) -> Tensor:
     """``F.linear`` of a frozen layer with the deltas ``name.weight`` /
-    ``name.bias`` of ``deltas`` applied."""
+    ``name.bias`` of ``deltas`` applied.  ``rows``: compute only these
+    output features (the same rows of the weight, the bias and the
+    deltas)."""
     dw = deltas.get(f'{name}.weight')
     db = deltas.get(f'{name}.bias')
+    if rows is not None:
+        weight = weight[rows]
+        bias = None if bias is None else bias[rows]
+        db = None if db is None else db[rows]
+        if isinstance(dw, LowRank):
+            dw = dw._replace(up=dw.up[rows])
+        elif dw is not None:
+            dw = dw[rows]
     if db is not None:
         bias = db if bias is None else bias + db
     if isinstance(dw, Tensor):
@@ -41,8 +53,9 @@ def ffn_residual(ffn, x: Tensor, identity: Tensor) -> Tensor:
 
 
 class _BlockOps:
-    """Common part: head split and merge, and the names of host parameters
-    a method may train (``TuningMethod.host_parts``)."""
+    """Common part: the qkv projection over the host's ``_qkv_params``,
+    head split and merge, and the names of host parameters a method may
+    train (``TuningMethod.host_parts``)."""
 
     #: host parameters outside the blocks: logical name -> fnmatch pattern.
     BACKBONE_PARTS = {
@@ -72,10 +85,23 @@ class _BlockOps:
         self.layer = layer
         self.num_heads = num_heads
 
-    def _split_heads(self, qkv: Tensor):
-        B, N, _ = qkv.shape
-        return qkv.view(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4) \
-            .unbind(0)
+    def qkv(self, x: Tensor, deltas: Dict[str, Delta]):
+        """Queries, keys and values (B, heads, N, head_dim) of ``x``."""
+        return self._split_heads(
+            delta_linear(x, *self._qkv_params(), deltas, 'qkv'), 3)
+
+    def kv(self, x: Tensor, deltas: Dict[str, Delta]):
+        """Keys and values only, for tokens that lend them and are not
+        queried: the qkv projection's last two thirds."""
+        weight, bias = self._qkv_params()
+        rows = slice(weight.shape[0] // 3, None)
+        return self._split_heads(
+            delta_linear(x, weight, bias, deltas, 'qkv', rows), 2)
+
+    def _split_heads(self, t: Tensor, parts: int):
+        B, N, _ = t.shape
+        return t.view(B, N, parts, self.num_heads, -1) \
+            .permute(2, 0, 3, 1, 4).unbind(0)
 
     @staticmethod
     def _merge_heads(o: Tensor) -> Tensor:
@@ -104,10 +130,9 @@ class SegBlockOps(_BlockOps):
     def norm1(self, x: Tensor) -> Tensor:
         return self.layer.norm1(x)
 
-    def qkv(self, x: Tensor, deltas: Dict[str, Delta]):
+    def _qkv_params(self):
         mha = self.layer.attn.attn
-        return self._split_heads(delta_linear(
-            x, mha.in_proj_weight, mha.in_proj_bias, deltas, 'qkv'))
+        return mha.in_proj_weight, mha.in_proj_bias
 
     def attn_residual(self, x: Tensor, o: Tensor,
                       deltas: Dict[str, Delta]) -> Tensor:
@@ -142,10 +167,9 @@ class PretrainBlockOps(_BlockOps):
     def norm1(self, x: Tensor) -> Tensor:
         return self.layer.ln1(x)
 
-    def qkv(self, x: Tensor, deltas: Dict[str, Delta]):
+    def _qkv_params(self):
         qkv = self.layer.attn.qkv
-        return self._split_heads(
-            delta_linear(x, qkv.weight, qkv.bias, deltas, 'qkv'))
+        return qkv.weight, qkv.bias
 
     def attn_residual(self, x: Tensor, o: Tensor,
                       deltas: Dict[str, Delta]) -> Tensor:

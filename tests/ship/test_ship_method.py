@@ -154,6 +154,8 @@ def test_ap_in_a_forward_gets_the_previous_blocks_attention_and_grads():
         assert out.shape == (2, 2, D)
         assert cls_attn.shape == (2, PATCHES)   # patches only, probabilities
         assert (cls_attn > 0).all() and (cls_attn.sum(1) < 1).all()
+        # ranks patches only: no graph keeps the fp32 keys alive
+        assert not cls_attn.requires_grad and x.requires_grad
         torch.testing.assert_close(x, blocks[start].x_in)
         # the CLS attention (I2I softmax, mean over heads) of block start-1
         ops, before = twin._block_ops[start - 1], blocks[start - 1]

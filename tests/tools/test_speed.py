@@ -17,8 +17,21 @@ def test_speed_segmentor_rows():
     out = run_tool(['python', 'tools/benchmark/speed.py', '--device', 'cpu',
                     '--tiny', '--tasks', 'segmentor', '--iters', '1',
                     '--warmup', '1', '--rounds', '1',
-                    '--compile-backend', 'aot_eager']).stdout
+                    '--compile-backend', 'aot_eager',
+                    '--profile', 'VPT-deep 10']).stdout
     assert '## segmentor training step: batch 2, 64x64, 150 classes' in out
+    out, profile = out.split('### profile: self time of the CPU ops')
+    # | class | no prompts | VPT-deep 10 | difference |: the prompts add
+    # the backbone's backward, whose GEMMs the prompt-free step never runs
+    classes = {cells[0]: [float(c) for c in cells[1:]] for cells in (
+        [c.strip() for c in line.strip('|').split('|')]
+        for line in profile.splitlines() if line.startswith('| ')
+        and not line.startswith(('| class', '| ---')))}
+    assert f'| class | {NO_PROMPTS} | VPT-deep 10 | difference |' in profile
+    assert classes['GEMM'][2] > 0 and classes['all'][1] > classes['all'][0]
+    for base, row, diff in classes.values():
+        assert diff == pytest.approx(row - base, abs=0.11)
+    assert "Largest additions of 'VPT-deep 10':" in profile
     # | model | train step (ms) | x mmseg | x mmship no prompts | memory |
     rows = {cells[0]: cells[1:] for cells in (
         [c.strip() for c in line.strip('|').split('|')]

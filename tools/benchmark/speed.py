@@ -249,7 +249,8 @@ def main():
     p.add_argument('--warmup', type=int, default=10)
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--profile', nargs='*', default=[],
-                   help='row names to profile (eager) after timing')
+                   help='row names to profile after timing (segmentor '
+                   'rows: by kernel class, against their prompt-free row)')
     args = p.parse_args()
     dims = TINY if args.tiny else ViT_B
     settings = [('seg', args.seg_batch, 512)] + \
@@ -472,24 +473,77 @@ def segmentor_tables(args):
                   f'| {run["t"] / ours:.3f} | {mem} |', flush=True)
         for name in args.profile:
             if name in runs:
-                profile_step(name, runs[name]['step'], args.device)
+                profile_against_baseline(
+                    name, rows[name].get('baseline', name), runs,
+                    args.device)
         runs.clear()
         if args.device == 'cuda':
             torch.cuda.empty_cache()
 
 
-def profile_step(name, step, device):
+#: kernel classes of ``profile_against_baseline``, first match wins: CUDA
+#: kernel names on the GPU, aten op names on the CPU.
+KERNEL_CLASSES = (
+    ('attention backward', r'bprop|bwd|(attention|flash).*backward|'
+                           r'compute_dot_do_o|convert_dq'),
+    ('attention forward', r'flash|fmha|sdpa|attention'),
+    ('GEMM', r'gemm|nvjet|xmma|cutlass|cublas|aten::(mm|addmm|bmm|linear)$'),
+    ('layer norm', r'layer_norm'),
+    ('copy, cat, transpose', r'copy|Copy|Cat|aten::(cat|clone|contiguous)$'),
+    ('fused (inductor)', r'^triton_'),
+    ('elementwise', r'elementwise|gelu|Gelu|aten::(add|mul|gelu)'),
+    ('other', r'.'),
+)
+
+
+def kernel_classes(step, device, calls: int = 5):
+    """Self time (ms a step) of ``step``'s kernels (CUDA) or aten ops
+    (CPU), per ``KERNEL_CLASSES`` class and per name."""
+    import re
+    from collections import Counter
     from torch.profiler import ProfilerActivity, profile as torch_profile
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
-                                     if device == 'cuda' else [])
-    with torch_profile(activities=acts) as prof:
-        for _ in range(5):
+    cuda = device == 'cuda'
+    with torch_profile(activities=[ProfilerActivity.CUDA if cuda
+                                   else ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
             step()
         sync(device)
-    key = 'cuda_time_total' if device == 'cuda' else 'cpu_time_total'
-    print(f'\n### profile (segmentor train step, 5 calls): {name}')
-    print(prof.key_averages().table(sort_by=key, row_limit=30,
-                                    max_name_column_width=40))
+    by_class, by_name = Counter(), Counter()
+    for event in prof.key_averages():
+        us = event.self_device_time_total if cuda else \
+            event.self_cpu_time_total
+        if us <= 0 or (cuda and event.device_type.name != 'CUDA'):
+            continue
+        cls = next(c for c, pattern in KERNEL_CLASSES
+                   if re.search(pattern, event.key))
+        by_class[cls] += us / calls / 1e3
+        by_name[event.key[:80]] += us / calls / 1e3
+    return by_class, by_name
+
+
+def profile_against_baseline(name, baseline, runs, device):
+    """Where a row's step time goes, by kernel class, against its
+    prompt-free row with the same switches: what the prompts add."""
+    names = [baseline, name] if baseline != name else [name]
+    profiles = [kernel_classes(runs[n]['step'], device) for n in names]
+    what = 'CUDA kernels' if device == 'cuda' else 'CPU ops'
+    print(f'\n### profile: self time of the {what}, ms a step (5 steps)')
+    print('| class | ' + ' | '.join(names) +
+          (' | difference |' if len(names) == 2 else ' |'))
+    print('| --- ' * (len(names) + 1 + (len(names) == 2)) + '|')
+    for cls, _ in KERNEL_CLASSES + (('all', None), ):
+        values = [sum(p[0].values()) if cls == 'all' else p[0][cls]
+                  for p in profiles]
+        diff = f' | {values[1] - values[0]:+.1f}' if len(values) == 2 else ''
+        print(f'| {cls} | ' + ' | '.join(f'{v:.1f}' for v in values) +
+              diff + ' |')
+    if len(names) == 2:
+        (_, base), (_, row) = profiles
+        extra = sorted(((t - base.get(k, 0.0), k) for k, t in row.items()),
+                       reverse=True)[:15]
+        print(f'\nLargest additions of {name!r}:')
+        for ms, key in extra:
+            print(f'  {ms:+7.2f} ms  {key}')
 
 
 if __name__ == '__main__':
