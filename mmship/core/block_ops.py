@@ -88,7 +88,7 @@ class _BlockOps:
     def qkv(self, x: Tensor, deltas: Dict[str, Delta]):
         """Queries, keys and values (B, heads, N, head_dim) of ``x``."""
         return self._split_heads(
-            delta_linear(x, *self._qkv_params(), deltas, 'qkv'), 3)
+            delta_linear(x, *self._qkv_params(), deltas, 'qkv'))
 
     def kv(self, x: Tensor, deltas: Dict[str, Delta]):
         """Keys and values only, for tokens that lend them and are not
@@ -98,7 +98,8 @@ class _BlockOps:
         return self._split_heads(
             delta_linear(x, weight, bias, deltas, 'qkv', rows), 2)
 
-    def _split_heads(self, t: Tensor, parts: int):
+    def _split_heads(self, t: Tensor, parts: int = 3):
+        """(B, N, parts * D) -> ``parts`` tensors (B, heads, N, head_dim)."""
         B, N, _ = t.shape
         return t.view(B, N, parts, self.num_heads, -1) \
             .permute(2, 0, 3, 1, 4).unbind(0)
