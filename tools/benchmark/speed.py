@@ -523,21 +523,23 @@ def kernel_classes(step, device, calls: int = 5):
 
 def profile_against_baseline(name, baseline, runs, device):
     """Where a row's step time goes, by kernel class, against its
-    prompt-free row with the same switches: what the prompts add."""
-    names = [baseline, name] if baseline != name else [name]
+    prompt-free row with the same switches: what the prompts add.  A row
+    that is its own baseline (stock mmseg, no prompts) is profiled alone."""
+    names = list(dict.fromkeys([baseline, name]))
     profiles = [kernel_classes(runs[n]['step'], device) for n in names]
+    paired = len(names) == 2
     what = 'CUDA kernels' if device == 'cuda' else 'CPU ops'
     print(f'\n### profile: self time of the {what}, ms a step (5 steps)')
-    print('| class | ' + ' | '.join(names) +
-          (' | difference |' if len(names) == 2 else ' |'))
-    print('| --- ' * (len(names) + 1 + (len(names) == 2)) + '|')
+    header = names + ['difference'] * paired
+    print('| class | ' + ' | '.join(header) + ' |')
+    print('| --- ' * (len(header) + 1) + '|')
     for cls, _ in KERNEL_CLASSES + (('all', None), ):
-        values = [sum(p[0].values()) if cls == 'all' else p[0][cls]
-                  for p in profiles]
-        diff = f' | {values[1] - values[0]:+.1f}' if len(values) == 2 else ''
-        print(f'| {cls} | ' + ' | '.join(f'{v:.1f}' for v in values) +
-              diff + ' |')
-    if len(names) == 2:
+        values = [sum(by_class.values()) if cls == 'all' else by_class[cls]
+                  for by_class, _ in profiles]
+        cells = [f'{v:.1f}' for v in values] + \
+            [f'{values[1] - values[0]:+.1f}'] * paired
+        print(f'| {cls} | ' + ' | '.join(cells) + ' |')
+    if paired:
         (_, base), (_, row) = profiles
         extra = sorted(((t - base.get(k, 0.0), k) for k, t in row.items()),
                        reverse=True)[:15]
