@@ -33,6 +33,7 @@ rows (``prompt_rows``): ``usable``; eager blocks take them from
 ``GPU_BOUND_TOKENS`` instance tokens (``pays_off``).  The caller runs SDPA
 otherwise.
 """
+import contextlib
 from typing import Tuple
 
 import torch
@@ -69,17 +70,38 @@ def usable(q: Tensor, prompts: int, dropout_p: float) -> bool:
             and q.dtype in (torch.float16, torch.bfloat16, torch.float32))
 
 
+#: True while ``StepGraphs`` warms up and captures a step (``step_capture``)
+_step_capture = False
+
+
+@contextlib.contextmanager
+def step_capture():
+    """Within: blocks take the kernels as a captured step does, so that
+    ``make_graphed_callables``' warm-up runs the path its capture records.
+    Otherwise the warm-up runs SDPA and each kernel's first launch (Triton's
+    compile and ``cuModuleLoadData``) falls inside the capture, where some
+    drivers refuse module loading (vllm-project/vllm#36587; an H200 with
+    driver 580 allowed it)."""
+    global _step_capture
+    outer, _step_capture = _step_capture, True
+    try:
+        yield
+    finally:
+        _step_capture = outer
+
+
 def pays_off(q: Tensor) -> bool:
     """Whether the kernels pay for their launches, for instance queries
     ``q`` (B, heads, rows, head_dim).  Their host-side cost (custom-operator
-    dispatch, Triton's launcher) exceeds SDPA's; captured steps and
-    compiled blocks pay it once, and from ``GPU_BOUND_TOKENS`` instance
-    tokens the GPU is the bound (H200, ViT-B/16 SHIP K=10 at batch 64:
-    eager 2.10x frozen timm with the kernels, captured 1.38x; SDPA's eager
-    step 1.58x, captured 1.49x)."""
+    dispatch, Triton's launcher) exceeds SDPA's; steps captured by
+    ``StepGraphs`` and compiled blocks pay it once, and from
+    ``GPU_BOUND_TOKENS`` instance tokens the GPU is the bound (H200,
+    ViT-B/16 SHIP K=10 at batch 64: eager 2.10x frozen timm with the
+    kernels, captured 1.38x; SDPA's eager step 1.58x, captured 1.49x).
+    A capture of the caller's own (``torch.cuda.graph``) follows its
+    warm-up's size rule."""
     return q.is_cuda and (q.shape[0] * q.shape[2] >= GPU_BOUND_TOKENS
-                          or torch.compiler.is_compiling()
-                          or torch.cuda.is_current_stream_capturing())
+                          or torch.compiler.is_compiling() or _step_capture)
 
 
 if triton is not None:
@@ -449,4 +471,4 @@ def prompt_rows(q_p: Tensor, k: Tensor, v: Tensor, k_p: Tensor,
 
 
 __all__ = ['prompt_branch', 'prompt_rows', 'usable', 'pays_off',
-           'MAX_PROMPTS']
+           'step_capture', 'MAX_PROMPTS']

@@ -38,6 +38,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .attention_kernels import step_capture
+
 #: signatures captured per backbone; further ones run eagerly
 MAX_GRAPHS = 4
 
@@ -130,9 +132,10 @@ class StepGraphs:
         sample = (inputs.detach().clone().requires_grad_(
             inputs.requires_grad), ) + tuple(tensors[k].clone() for k in keys)
         # Capture refuses autocast's weight cache; replays do not use it.
+        # step_capture: the warm-up launches the kernels the capture records.
         with torch.autocast('cuda', dtype=torch.get_autocast_dtype('cuda'),
                             enabled=torch.is_autocast_enabled('cuda'),
-                            cache_enabled=False):
+                            cache_enabled=False), step_capture():
             try:
                 return torch.cuda.make_graphed_callables(
                     step, sample, allow_unused_input=True)

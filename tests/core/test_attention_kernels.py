@@ -125,6 +125,9 @@ def test_eager_blocks_launch_the_kernels_only_where_they_pay():
         q = torch.zeros(1, 1, 1, 64, device='cuda')
         assert ak.pays_off(q.expand(big, 12, rows, 64))
         assert not ak.pays_off(q.expand(big - 2, 12, rows, 64))
+        with ak.step_capture():   # a captured step and its warm-up
+            assert ak.pays_off(q.expand(1, 12, rows, 64))
+        assert not ak.pays_off(q.expand(1, 12, rows, 64))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')

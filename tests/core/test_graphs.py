@@ -2,11 +2,15 @@
 where they run eagerly.  That captured steps equal eager ones is in the
 contract suite (``test_cuda_graph_steps_equal_eager``, CUDA only)."""
 import copy
+import os
+import os.path as osp
 import pickle
+import textwrap
 
 import pytest
 import torch
 
+from conftest import REPO, run_tool
 from mmship.core.graphs import StepGraphs
 from tiny import seg_pair
 
@@ -59,3 +63,37 @@ def test_capture_of_a_host_synchronising_forward_names_the_switch():
     with pytest.raises(RuntimeError, match='cuda_graph=False'):
         model.forward_with_losses(torch.randn(2, 3, 32, 32, device='cuda'),
                                   targets)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_capture_of_the_first_kernel_launches_succeeds(tmp_path):
+    """A fresh process with an empty Triton cache captures a SHIP step
+    first thing, prompt dropout on: the captured step takes the prompt
+    kernels, and its warm-up launched them first (``step_capture``)."""
+    script = textwrap.dedent('''
+        import torch
+        import mmship.core.attention as attention
+        from tiny import seg_pair
+        launches = []
+        kernel = attention.prompt_branch   # blocks this small: the one kernel
+        attention.prompt_branch = lambda *a: launches.append(
+            torch.cuda.is_current_stream_capturing()) or kernel(*a)
+        prompt = dict(type='SHIPPrompter', starts=[0, 2, 3], num_tokens=4,
+                      ssp_tokens=2, ap_groups=2, ap_tokens=2,
+                      pml_tokens=3, prototypes=torch.randn(5, 32))
+        _, model = seg_pair(prompt=prompt, cuda_graph=True)
+        model = model.cuda().train()
+        for _ in range(2):
+            feats = model(torch.randn(2, 3, 32, 32, device='cuda'))
+            sum(f.float().mean() for f in feats).backward()
+        torch.cuda.synchronize()
+        assert True in launches, 'the captured step took SDPA'
+        assert launches.index(True) > 0, 'the warm-up took SDPA'
+        assert len(model._graphs) == 1
+        print('captured')
+    ''')
+    path = os.pathsep.join([osp.join(REPO, 'tests'), REPO,
+                            os.environ.get('PYTHONPATH', '')])
+    proc = run_tool(['python', '-c', script], env=dict(
+        TRITON_CACHE_DIR=str(tmp_path), PYTHONPATH=path), timeout=600)
+    assert 'captured' in proc.stdout

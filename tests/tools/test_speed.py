@@ -49,11 +49,35 @@ def test_speed_segmentor_rows():
         [c.strip() for c in line.strip('|').split('|')]
         for line in out.splitlines() if line.startswith('| ')
         and not line.startswith(('| model', '| ---')))}
-    assert list(rows)[:4] == [STOCK, NO_PROMPTS + ', fast_head=False',
-                              NO_PROMPTS, 'VPT-deep 10']
-    assert list(rows)[4].startswith('SHIP (6 groups')
+    floor = NO_PROMPTS + ', backward to the input'
+    assert list(rows)[:5] == [STOCK, NO_PROMPTS + ', fast_head=False',
+                              NO_PROMPTS, floor, 'VPT-deep 10']
+    assert list(rows)[5].startswith('SHIP (6 groups')
     assert rows[STOCK][1] == '1.000' and rows[NO_PROMPTS][2] == '1.000'
     assert all(float(r[0]) > 0 for r in rows.values())
+    # prompted rows against the floor; the floor and baselines have none
+    assert rows[floor][3] == rows[NO_PROMPTS][3] == '-'
+    assert float(rows['VPT-deep 10'][3]) > 0
+
+
+@pytest.mark.parametrize('backward', [False, True])
+def test_speed_floor_rows_back_propagate_to_the_image(backward):
+    """The prompt-free row with a backward to the input differs from its
+    baseline in that only."""
+    speed = _tool('speed')
+    rows = speed.segmentor_rows(6)
+    row = rows[speed.NO_PROMPTS + speed.BACKWARD * backward]
+    assert row.get('input_grad', False) is backward
+    model, optim, cfg = speed.build_segmentor(
+        speed.DEMO, dict(row, fast_head=False), 'cpu')
+    images = []
+    model.backbone.patch_embed.register_forward_hook(
+        lambda module, args, out: images.append(args[0]))
+    step_time = _tool('step_time')
+    model.train().train_step(step_time.synthetic_batch(cfg, model, 2), optim)
+    image, = images
+    assert image.requires_grad is backward
+    assert (image.grad is not None) is backward
 
 
 def _table(out):

@@ -346,6 +346,9 @@ SHIP_ADE20K = osp.join(ROOT, 'configs', 'ship_vit-b_ade20k.py')
 DEMO = osp.join(ROOT, 'configs', 'demo.py')  # the same structure, tiny
 STOCK = 'mmseg EncoderDecoder + VisionTransformer, frozen'
 NO_PROMPTS = 'mmship, no prompts'
+#: the prompt-free rows that also back-propagate to the image: the
+#: backbone backward every prompt at block 0 needs, without prompts
+BACKWARD = ', backward to the input'
 #: row-name suffix -> the backbone switches (``MODES``) of those rows
 BACKBONE_SWITCHES = {
     '': MODES['eager'],
@@ -357,7 +360,9 @@ BACKBONE_SWITCHES = {
 def segmentor_rows(num_layers: int) -> dict:
     """name -> model changes of the whole-segmentor rows.  Each switch set
     of ``BACKBONE_SWITCHES`` has its prompt-free row, the baseline of its
-    prompted rows (``baseline``)."""
+    prompted rows (``baseline``), and that row with a backward to the
+    image (``floor``): prompts over the floor are the cost of their tokens,
+    the floor over the baseline that of the backward they need."""
     from mmship.engine.launch import load_config
     ship = load_config(SHIP_ADE20K).model.backbone.prompt
     # 6 groups; 200 random prototypes stand in for ship_prototypes.py's
@@ -367,13 +372,15 @@ def segmentor_rows(num_layers: int) -> dict:
             NO_PROMPTS + ', fast_head=False': dict(
                 prompt=None, fast_head=False, baseline=NO_PROMPTS)}
     for suffix, switches in BACKBONE_SWITCHES.items():
-        baseline = NO_PROMPTS + suffix
-        for name, prompt in ((NO_PROMPTS, dict(prompt=None)),
-                             ('VPT-deep 10', {}),
+        baseline, floor = NO_PROMPTS + suffix, NO_PROMPTS + BACKWARD + suffix
+        rows[baseline] = dict(prompt=None, fast_head=True, **switches)
+        rows[floor] = dict(prompt=None, fast_head=True, input_grad=True,
+                           baseline=baseline, **switches)
+        for name, prompt in (('VPT-deep 10', {}),
                              ('SHIP (6 groups, SIP 50, SSP 10, AP 10, PML)',
                               dict(prompt=ship))):
             rows[name + suffix] = dict(fast_head=True, baseline=baseline,
-                                       **prompt, **switches)
+                                       floor=floor, **prompt, **switches)
     return rows
 
 
@@ -406,6 +413,10 @@ def build_segmentor(config: str, row: dict, device: str):
     model = revert_sync_batchnorm(build_model(cfg)).to(device)
     if row.get('stock'):
         model.backbone.requires_grad_(False)
+    if row.get('input_grad'):
+        loss = model.loss   # the preprocessed batch: a leaf without grad
+        model.loss = lambda inputs, data_samples: loss(
+            inputs.requires_grad_(), data_samples)
     protos = getattr(getattr(model.backbone, 'prompter', None),
                      'prototypes', None)
     if protos is not None:
@@ -434,7 +445,8 @@ def segmentor_tables(args):
                              f'{sorted(rows)}')
         kept = {STOCK, NO_PROMPTS}
         for name in args.segmentor_rows:
-            kept.update((name, rows[name].get('baseline', name)))
+            kept.update([name] + [rows[name][k] for k in ('baseline', 'floor')
+                                  if k in rows[name]])
         rows = {n: r for n, r in rows.items() if n in kept}
     for row in rows.values():
         if row.get('fast_head'):
@@ -463,14 +475,19 @@ def segmentor_tables(args):
               f'{size[0]}x{size[1]}, 150 classes, {osp.relpath(config, ROOT)}'
               f' (best of {args.rounds} rounds of {args.iters} steps)')
         print('| model | train step (ms) | x mmseg | x mmship no prompts '
-              '(same switches) | step memory (GiB) |')
-        print('| --- | --- | --- | --- | --- |')
+              '(same switches) | x no prompts, backward to the input | '
+              'step memory (GiB) |')
+        print('| --- ' * 6 + '|')
         stock = runs[STOCK]['t']
         for name, run in runs.items():
             ours = runs[rows[name].get('baseline', name)]['t']
+            floor = rows[name].get('floor')
+            over_floor = f'{run["t"] / runs[floor]["t"]:.3f}' \
+                if floor else '-'
             mem = '-' if rows[name].get('cuda_graph') else f'{run["mem"]:.2f}'
             print(f'| {name} | {run["t"] * 1e3:.1f} | {run["t"] / stock:.3f} '
-                  f'| {run["t"] / ours:.3f} | {mem} |', flush=True)
+                  f'| {run["t"] / ours:.3f} | {over_floor} | {mem} |',
+                  flush=True)
         for name in args.profile:
             if name in runs:
                 profile_against_baseline(
