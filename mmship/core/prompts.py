@@ -42,24 +42,27 @@ def vpt_init_bound(patch_size: int, embed_dims: int) -> float:
 
 class _BitMaskDropout(torch.autograd.Function):
     """``F.dropout`` whose backward keeps the mask as bits, not bools;
-    ``bits``: the weights 1, 2, ..., 128 of one byte (uint8)."""
+    ``bits``: the weights 1, 2, ..., 128 of one byte (uint8).  The fused
+    ``native_dropout`` kernels do the sampling and the gradient, as in
+    ``F.dropout``; packing adds two kernels over the mask."""
 
     @staticmethod
     def forward(ctx, x: Tensor, p: float, bits: Tensor) -> Tensor:
-        keep = torch.rand_like(x, dtype=torch.float32) >= p
-        flat = keep.flatten().to(torch.uint8)
-        flat = F.pad(flat, (0, -flat.numel() % 8))
+        out, keep = torch.native_dropout(x, p, True)
+        flat = keep.view(-1).view(torch.uint8)
+        if flat.numel() % 8:
+            flat = F.pad(flat, (0, -flat.numel() % 8))
         ctx.save_for_backward((flat.view(-1, 8) * bits).sum(
             1, dtype=torch.uint8), bits)
-        ctx.p, ctx.shape = p, x.shape
-        return x * keep / (1.0 - p)
+        ctx.p, ctx.shape = p, keep.shape
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         packed, bits = ctx.saved_tensors
-        keep = (packed[:, None] & bits).bool().flatten()
-        keep = keep[:ctx.shape.numel()].view(ctx.shape)
-        return grad * keep / (1.0 - ctx.p), None, None
+        keep = (packed[:, None] & bits).view(-1)[:ctx.shape.numel()]
+        return torch.ops.aten.native_dropout_backward(
+            grad, keep.view(ctx.shape).bool(), 1.0 / (1.0 - ctx.p)), None, None
 
 
 class PromptDropout(nn.Module):
