@@ -131,6 +131,12 @@ class StepGraphs:
         step = _TrainingForward(backbone, keys, static)
         sample = (inputs.detach().clone().requires_grad_(
             inputs.requires_grad), ) + tuple(tensors[k].clone() for k in keys)
+        # A capture that fails leaves the generator in capture mode, and
+        # every later random draw of the process raises: restore its state.
+        rng = torch.cuda.default_generators[
+            inputs.device.index if inputs.device.index is not None
+            else torch.cuda.current_device()]
+        rng_state = rng.clone_state()
         # Capture refuses autocast's weight cache; replays do not use it.
         # step_capture: the warm-up launches the kernels the capture records.
         with torch.autocast('cuda', dtype=torch.get_autocast_dtype('cuda'),
@@ -139,9 +145,11 @@ class StepGraphs:
             try:
                 return torch.cuda.make_graphed_callables(
                     step, sample, allow_unused_input=True)
-            except torch.OutOfMemoryError:
-                raise   # the pool of each signature stays resident: see top
-            except (RuntimeError, AssertionError) as err:
+            except BaseException as err:
+                rng.graphsafe_set_state(rng_state)
+                if isinstance(err, torch.OutOfMemoryError) or not \
+                        isinstance(err, (RuntimeError, AssertionError)):
+                    raise   # OOM: each signature's pool stays resident (top)
                 method = type(backbone.prompter).__name__ \
                     if backbone.prompter is not None else 'no method'
                 raise RuntimeError(

@@ -60,9 +60,13 @@ def test_capture_of_a_host_synchronising_forward_names_the_switch():
     targets = dict(seg_maps=seg, num_classes=4, ignore_index=255,
                    class_sets=torch.ones(2, 4, dtype=torch.bool,
                                          device='cuda'))
+    img = torch.randn(2, 3, 32, 32, device='cuda')
+    rng_state = torch.cuda.get_rng_state()
     with pytest.raises(RuntimeError, match='cuda_graph=False'):
-        model.forward_with_losses(torch.randn(2, 3, 32, 32, device='cuda'),
-                                  targets)
+        model.forward_with_losses(img, targets)
+    # the generator left capture mode where it was: later draws work
+    assert torch.equal(torch.cuda.get_rng_state(), rng_state)
+    torch.randn(2, device='cuda')
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
