@@ -31,6 +31,7 @@ Only training forwards with autograd on and CUDA inputs are captured;
 evaluation (variable image sizes in mmseg's test modes) runs eagerly.  One
 process only: under DDP capture is refused (not verified yet).
 """
+import contextlib
 import warnings
 from typing import Dict, Optional, Tuple
 
@@ -131,25 +132,18 @@ class StepGraphs:
         step = _TrainingForward(backbone, keys, static)
         sample = (inputs.detach().clone().requires_grad_(
             inputs.requires_grad), ) + tuple(tensors[k].clone() for k in keys)
-        # A capture that fails leaves the generator in capture mode, and
-        # every later random draw of the process raises: restore its state.
-        rng = torch.cuda.default_generators[
-            inputs.device.index if inputs.device.index is not None
-            else torch.cuda.current_device()]
-        rng_state = rng.clone_state()
         # Capture refuses autocast's weight cache; replays do not use it.
         # step_capture: the warm-up launches the kernels the capture records.
         with torch.autocast('cuda', dtype=torch.get_autocast_dtype('cuda'),
                             enabled=torch.is_autocast_enabled('cuda'),
-                            cache_enabled=False), step_capture():
+                            cache_enabled=False), step_capture(), \
+                _generator_restored_on_failure(inputs.device):
             try:
                 return torch.cuda.make_graphed_callables(
                     step, sample, allow_unused_input=True)
-            except BaseException as err:
-                rng.graphsafe_set_state(rng_state)
-                if isinstance(err, torch.OutOfMemoryError) or not \
-                        isinstance(err, (RuntimeError, AssertionError)):
-                    raise   # OOM: each signature's pool stays resident (top)
+            except torch.OutOfMemoryError:
+                raise   # the pool of each signature stays resident: see top
+            except (RuntimeError, AssertionError) as err:
                 method = type(backbone.prompter).__name__ \
                     if backbone.prompter is not None else 'no method'
                 raise RuntimeError(
@@ -160,6 +154,19 @@ class StepGraphs:
                     f'boolean-mask indexing). Set '
                     f'model.backbone.cuda_graph=False for this model. '
                     f'Capture error: {err}') from err
+
+
+@contextlib.contextmanager
+def _generator_restored_on_failure(device: torch.device):
+    """A capture that fails leaves the device's generator in capture mode,
+    where every later random draw of the process raises: put it back."""
+    rng = torch.cuda.default_generators[device.index]
+    state = rng.clone_state()
+    try:
+        yield
+    except BaseException:
+        rng.graphsafe_set_state(state)
+        raise
 
 
 def _check_single_process():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_tool
+import mmship.core.graphs as graphs
 from mmship.core.graphs import StepGraphs
 from tiny import seg_pair
 
@@ -46,6 +47,29 @@ def test_moving_the_backbone_drops_its_graphs():
     model._graphs._graphed['signature'] = object()
     model.to(torch.float64)
     assert len(model._graphs) == 0
+
+
+def test_a_failed_capture_puts_the_generator_back(monkeypatch):
+    """The restore's control flow, on a stand-in generator (CPU generators
+    cannot swap states); the CUDA test below runs the real one."""
+    restored = []
+
+    class Generator:
+        def clone_state(self):
+            return 'before the capture'
+
+        graphsafe_set_state = staticmethod(restored.append)
+
+    monkeypatch.setattr(torch.cuda, 'default_generators',
+                        (None, Generator()))
+    cuda1 = torch.device('cuda', 1)
+    with graphs._generator_restored_on_failure(cuda1):
+        pass
+    assert restored == []
+    with pytest.raises(KeyboardInterrupt):
+        with graphs._generator_restored_on_failure(cuda1):
+            raise KeyboardInterrupt
+    assert restored == ['before the capture']
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
